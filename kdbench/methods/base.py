@@ -1,0 +1,152 @@
+"""The method contract.
+
+A distillation *term* (``DistillLoss``) is a small module owning its trainable parts (connectors,
+embeddings); it reads the student's and the frozen teacher's ``Features`` and returns named, already
+weighted loss terms. A run's method is a list of terms; ``Distiller`` combines them with the CE
+term, runs the student and the teacher once per step, and is what the training loop optimises.
+
+Loss = ce_weight * CE + sum over terms of (term weight * term loss), as the CRD code wires its
+baselines (gamma * CE + alpha * KD + beta * method loss).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdbench.models.base import Features, StagedModel, StageInfo
+
+
+class DistillLoss(nn.Module):
+    """One distillation term. Subclasses take explicit keyword parameters with the reference defaults."""
+
+    #: weight of the CE term when this method is used alone (the CRD code's gamma)
+    default_ce_weight: ClassVar[float] = 1.0
+    #: whether the teacher's forward pass on the images is needed
+    needs_teacher: ClassVar[bool] = True
+
+    def __init__(self, teacher: StagedModel | None, student: StagedModel, *, weight: float):
+        super().__init__()
+        self.weight = weight
+        # A tuple hides the teacher from nn.Module: never a submodule, so never in the optimizer
+        # or in this term's state dict.
+        self._frozen_teacher = (teacher,)
+
+    @property
+    def teacher(self) -> StagedModel:
+        teacher = self._frozen_teacher[0]
+        if teacher is None:
+            raise RuntimeError(f"{type(self).__name__} needs a teacher")
+        return teacher
+
+    def forward(self, student: Features, teacher: Features | None, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    # A method that cannot apply to a pair says so at plan time (the report prints NA).
+    @classmethod
+    def not_applicable(cls, teacher: Sequence[StageInfo], student: Sequence[StageInfo], params: dict) -> str | None:
+        return None
+
+    # Two-stage methods (FSP, two-stage FitNet) train the student's feature layers on their own
+    # loss for ``init_epochs`` epochs before the main schedule.
+    def init_epochs(self) -> int:
+        return 0
+
+    def init_loss(self, student: Features, teacher: Features | None) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def init_parameters(self, student: StagedModel) -> list[nn.Parameter]:
+        """What trains during the init stage: by default the student's feature layers and this term's parts."""
+        modules = [student.stem, student.stages]
+        return [p for m in modules for p in m.parameters()] + list(self.parameters())
+
+    @classmethod
+    def parameter_defaults(cls) -> dict[str, Any]:
+        """Every keyword parameter of ``__init__`` with its default: what a suite may set."""
+        signature = inspect.signature(cls.__init__)
+        return {
+            name: p.default
+            for name, p in signature.parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
+        }
+
+
+class Distiller(nn.Module):
+    """Student + distillation terms; the frozen teacher rides along outside the module tree."""
+
+    def __init__(
+        self,
+        student: StagedModel,
+        teacher: StagedModel | None,
+        terms: Sequence[tuple[str, DistillLoss]],
+        ce_weight: float,
+    ):
+        super().__init__()
+        self.student = student
+        self.terms = nn.ModuleDict(dict(terms))
+        self.ce_weight = ce_weight
+        self._frozen_teacher = (teacher,)
+        if teacher is not None:
+            freeze(teacher)
+        self.needs_teacher = teacher is not None and any(t.needs_teacher for t in self.terms.values())
+
+    @property
+    def teacher(self) -> StagedModel | None:
+        return self._frozen_teacher[0]
+
+    def train(self, mode: bool = True) -> Distiller:
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()  # BN statistics of the teacher never move
+        return self
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """The student and the terms' own parts: exactly what the optimizer gets."""
+        return self.parameters()
+
+    def teacher_features(self, images: torch.Tensor) -> Features | None:
+        if not self.needs_teacher:
+            return None
+        with torch.no_grad():
+            return self.teacher.forward_features(images)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        student = self.student.forward_features(images)
+        teacher = self.teacher_features(images)
+        losses = {"ce": self.ce_weight * F.cross_entropy(student.logits, labels)}
+        for term in self.terms.values():
+            losses.update(term(student, teacher, labels))
+        return student.logits, losses
+
+    # -- the optional init stage (FSP, two-stage FitNet) --
+    def init_epochs(self) -> int:
+        return max((term.init_epochs() for term in self.terms.values()), default=0)
+
+    def init_parameters(self) -> list[nn.Parameter]:
+        seen: dict[int, nn.Parameter] = {}
+        for term in self.terms.values():
+            if term.init_epochs():
+                for p in term.init_parameters(self.student):
+                    seen.setdefault(id(p), p)
+        return list(seen.values())
+
+    def init_forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        student = self.student.forward_features(images)
+        teacher = self.teacher_features(images)
+        losses: dict[str, torch.Tensor] = {}
+        for term in self.terms.values():
+            if term.init_epochs():
+                losses.update(term.init_loss(student, teacher))
+        return losses
+
+
+def freeze(model: nn.Module) -> None:
+    """Frozen teacher: no gradients into its parameters, eval mode (BN statistics fixed)."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)

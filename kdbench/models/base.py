@@ -1,0 +1,110 @@
+"""The stage view every model exposes; feature methods and SRKD are written against it only.
+
+A network is read as ``stem`` (image -> F_0), ``stages`` (F_i = stages[i](F_{i-1}), each boundary
+where the CRD code takes its features) and a head (``pool``: F_n -> embedding, ``classifier``:
+embedding -> logits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """Channels and total stride (w.r.t. the input image) of one feature map."""
+
+    channels: int
+    stride: int
+
+
+@dataclass
+class Features:
+    """Everything a distillation method may look at, from one forward pass.
+
+    ``stages`` are post-activation outputs; ``preact`` the pre-activation outputs where the
+    architecture has them (else the same tensors as ``stages``).
+    """
+
+    stem: torch.Tensor
+    stages: list[torch.Tensor]
+    preact: list[torch.Tensor]
+    embedding: torch.Tensor
+    logits: torch.Tensor
+
+
+class Stage(nn.Module):
+    """A sequence of blocks; reports the last block's pre-activation output when it has one."""
+
+    def __init__(self, *blocks: nn.Module):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward_with_preact(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for block in self.blocks[:-1]:
+            x = block(x)
+        last = self.blocks[-1]
+        if hasattr(last, "forward_with_preact"):
+            return last.forward_with_preact(x)
+        out = last(x)
+        return out, out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class StagedModel(nn.Module):
+    """Base class of every model: subclasses set stem, stages, pool, classifier, feature_info."""
+
+    stem: nn.Module
+    stages: nn.ModuleList
+    pool: nn.Module
+    classifier: nn.Module
+    #: channels and stride of F_0 (stem) followed by every stage output
+    feature_info: list[StageInfo]
+    embedding_dim: int
+
+    def embed(self, last_stage_output: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(last_stage_output), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.classifier(self.embed(x))
+
+    def forward_features(self, x: torch.Tensor) -> Features:
+        stem = self.stem(x)
+        outputs: list[torch.Tensor] = []
+        preacts: list[torch.Tensor] = []
+        x = stem
+        for stage in self.stages:
+            x, preact = stage.forward_with_preact(x)
+            outputs.append(x)
+            preacts.append(preact)
+        embedding = self.embed(x)
+        return Features(stem, outputs, preacts, embedding, self.classifier(embedding))
+
+    def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Stage ``index`` (0-based) alone: SRKD feeds the teacher's stage the student's input."""
+        return self.stages[index](x)
+
+    @property
+    def stage_info(self) -> list[StageInfo]:
+        """``feature_info`` without the stem entry: one per stage."""
+        return self.feature_info[1:]
+
+
+def kaiming_init(model: nn.Module) -> None:
+    """The CRD code's initialisation for its ResNets and WRNs: He-normal convs, unit BN."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.constant_(module.weight, 1)
+            nn.init.constant_(module.bias, 0)

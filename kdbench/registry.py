@@ -1,0 +1,98 @@
+"""One small registry: name -> factory, with aliases and "did you mean" errors."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """An unknown registry name; ``str()`` is the whole user-facing message."""
+
+    def __init__(self, message: str, name: str, choices: list[str]):
+        super().__init__(message)
+        self.message = message
+        self.name = name
+        self.choices = choices
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _normalise(name: str) -> str:
+    # 'WRN-40-2', 'wrn_40_2' and 'Wrn40_2' all mean the same network.
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def _edit_distance(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def nearest_first(name: str, choices: Iterable[str]) -> list[str]:
+    """``choices`` sorted by similarity to ``name``, the closest first (edit distance, then ratio)."""
+    key = _normalise(str(name))
+    return sorted(
+        choices,
+        key=lambda choice: (
+            _edit_distance(key, _normalise(choice)),
+            -difflib.SequenceMatcher(None, key, _normalise(choice)).ratio(),
+            choice,
+        ),
+    )
+
+
+def unknown_name_message(kind: str, name: object, choices: Iterable[str]) -> str:
+    """"Unknown model 'resnet21'. Did you mean 'resnet20'? Available: ..." (nearest first)."""
+    ordered = nearest_first(str(name), choices)
+    hint = ""
+    if ordered and difflib.SequenceMatcher(None, _normalise(str(name)), _normalise(ordered[0])).ratio() >= 0.6:
+        hint = f" Did you mean '{ordered[0]}'?"
+    return f"Unknown {kind} '{name}'.{hint} Available: {', '.join(ordered)}"
+
+
+class Registry(Generic[T]):
+    """Maps canonical names (and aliases) to factories."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}
+
+    def register(self, name: str, *, aliases: Iterable[str] = ()) -> Callable[[T], T]:
+        def decorator(entry: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} '{name}' is registered twice")
+            self._entries[name] = entry
+            for alias in (name, *aliases):
+                self._aliases[_normalise(alias)] = name
+            return entry
+
+        return decorator
+
+    def canonical(self, name: str) -> str:
+        """The registered name for ``name`` or one of its aliases."""
+        try:
+            return self._aliases[_normalise(str(name))]
+        except KeyError:
+            raise UnknownNameError(unknown_name_message(self.kind, name, self.names()), str(name), self.names()) from None
+
+    def get(self, name: str) -> T:
+        return self._entries[self.canonical(name)]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and _normalise(name) in self._aliases
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def items(self) -> list[tuple[str, T]]:
+        return sorted(self._entries.items())
