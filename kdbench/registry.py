@@ -66,12 +66,14 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
+        self._display: dict[str, str] = {}
 
     def register(self, name: str, *, aliases: Iterable[str] = ()) -> Callable[[T], T]:
         def decorator(entry: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             self._entries[name] = entry
+            self._display[name] = next(iter(aliases), name)
             for alias in (name, *aliases):
                 self._aliases[_normalise(alias)] = name
             return entry
@@ -84,6 +86,10 @@ class Registry(Generic[T]):
             return self._aliases[_normalise(str(name))]
         except KeyError:
             raise UnknownNameError(unknown_name_message(self.kind, name, self.names()), str(name), self.names()) from None
+
+    def display(self, name: str) -> str:
+        """The paper's spelling (the first alias), e.g. 'WRN-40-2' for 'wrn_40_2'."""
+        return self._display[self.canonical(name)]
 
     def get(self, name: str) -> T:
         return self._entries[self.canonical(name)]
