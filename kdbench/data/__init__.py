@@ -27,6 +27,24 @@ def dataset_parameters(name: str) -> dict[str, Any]:
     }
 
 
+# Class count and image shape of each data set, known without loading it (for plans and FLOPs).
+_SHAPES: dict[str, tuple[int, tuple[int, int, int]]] = {
+    "digits": (10, (3, 8, 8)),
+    "cifar10": (10, (3, 32, 32)),
+    "cifar100": (100, (3, 32, 32)),
+    "tinyimagenet": (200, (3, 64, 64)),
+}
+
+
+def dataset_shape(dataset: dict) -> tuple[int, tuple[int, int, int]]:
+    """(number of classes, image shape C x H x W) of a resolved dataset config."""
+    name = DATASETS.canonical(dataset["name"])
+    if name == "synthetic":
+        params = {**dataset_parameters(name), **dataset}
+        return params["num_classes"], (params["channels"], params["image_size"], params["image_size"])
+    return _SHAPES[name]
+
+
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")

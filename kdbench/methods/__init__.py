@@ -7,7 +7,7 @@ import pkgutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kdbench.methods.base import DistillLoss, Distiller
+from kdbench.methods.base import Distiller, DistillLoss
 from kdbench.models.base import StagedModel
 from kdbench.registry import Registry
 

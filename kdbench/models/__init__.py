@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -17,7 +17,7 @@ def create_model(name: str, num_classes: int) -> StagedModel:
     return MODELS.get(name)(num_classes=num_classes)
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_feature_info(name: str, num_classes: int = 100) -> tuple[StageInfo, ...]:
     """``feature_info`` without allocating weights (the model is built on the meta device)."""
     with torch.device("meta"):

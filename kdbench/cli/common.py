@@ -1,0 +1,82 @@
+"""What the sub-commands share: the suite argument, overrides, the results root, user errors."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from kdbench.data.base import DataError
+from kdbench.registry import UnknownNameError
+from kdbench.results.store import ResultStore
+from kdbench.suite import RunSpec, Suite, SuiteError, load_suite, plan
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: printed without a traceback, exit status 2."""
+
+
+USER_ERRORS = (UserError, SuiteError, DataError, UnknownNameError)
+
+
+def format_user_error(error: Exception) -> str:
+    return f"kdbench: error: {error}"
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def add_command(subparsers, name: str, *, help: str, description: str, example: str) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        name, help=help, description=description, epilog=f"example:\n  {example}", formatter_class=Formatter
+    )
+    return parser
+
+
+def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("suite", help="suite file (YAML), e.g. suites/smoke.yaml")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="override suite keys before planning, e.g. schedule.epochs=2 seeds=[0] (values are YAML)",
+    )
+    parser.add_argument(
+        "--results-dir",
+        default=None,
+        help="results root (default: $KDBENCH_RESULTS or ./results); runs live in <root>/runs/<run id>/",
+    )
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help="where data sets live (default: the suite's dataset.root, $KDBENCH_DATA, ./data)",
+    )
+
+
+def load_suite_from_args(args: argparse.Namespace) -> Suite:
+    if not Path(args.suite).exists():
+        raise UserError(f"suite file not found: {args.suite}")
+    overrides = list(args.overrides)
+    # --data-root only says where data lives (not part of a run's id), so it is an override like any other
+    if getattr(args, "data_root", None):
+        overrides.append(f"dataset.root={args.data_root}")
+    return load_suite(args.suite, overrides)
+
+
+def plan_from_args(args: argparse.Namespace) -> tuple[Suite, list[RunSpec]]:
+    suite = load_suite_from_args(args)
+    return suite, plan(suite)
+
+
+def store_from_args(args: argparse.Namespace) -> ResultStore:
+    root = getattr(args, "results_dir", None) or os.environ.get("KDBENCH_RESULTS") or "results"
+    return ResultStore(root)
+
+
+def unique_runs(runs: list[RunSpec]) -> list[RunSpec]:
+    """One entry per run id (a Vanilla student serves several pairs), plan order kept."""
+    seen: dict[str, RunSpec] = {}
+    for spec in runs:
+        seen.setdefault(spec.run_id, spec)
+    return list(seen.values())

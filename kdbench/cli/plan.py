@@ -1,0 +1,97 @@
+"""``kdbench plan``: every run of a suite, before any compute is spent."""
+
+from __future__ import annotations
+
+import argparse
+
+from tabulate import tabulate
+
+from kdbench.cli.common import add_command, add_suite_arguments, plan_from_args, store_from_args, unique_runs
+from kdbench.results.store import NOT_APPLICABLE
+
+
+def register(subparsers) -> None:
+    parser = add_command(
+        subparsers,
+        "plan",
+        help="list every run of a suite (id, pair, method, parameters, seed, status)",
+        description="Expand a suite into its runs without training anything: one row per run with its id, "
+        "teacher, student, method, parameters, seed and status, then the models' sizes and the totals.",
+        example="kdbench plan suites/cifar100.yaml schedule.epochs=2 seeds=[0]",
+    )
+    add_suite_arguments(parser)
+    parser.add_argument("--all-params", action="store_true", help="show every resolved parameter, defaults included")
+    parser.set_defaults(handler=run)
+
+
+def _params(spec, full: bool) -> str:
+    parts = []
+    for name, params in spec.terms:
+        if name == "vanilla":
+            continue
+        shown = params if full else {k: v for k, v in params.items() if k in ("weight", "temperature")}
+        parts.append(f"{name}({', '.join(f'{k}={v}' for k, v in shown.items())})")
+    if spec.kind == "student":
+        parts.append(f"ce={spec.ce_weight:g}")
+    sweep = ", ".join(f"{k}={v}" for k, v in spec.sweep.items())
+    return " ".join(parts) + (f" [{sweep}]" if sweep else "")
+
+
+def run(args: argparse.Namespace) -> int:
+    suite, runs = plan_from_args(args)
+    store = store_from_args(args)
+    rows = []
+    for spec in runs:
+        status = NOT_APPLICABLE if spec.not_applicable else store.status(spec.run_id)
+        rows.append(
+            [
+                spec.run_id,
+                spec.kind,
+                spec.pair_teacher or spec.teacher or "-",
+                spec.student,
+                spec.method,
+                _params(spec, args.all_params),
+                spec.seed,
+                status if not spec.not_applicable else f"NA: {spec.not_applicable}",
+            ]
+        )
+    print(f"suite {suite.name} ({suite.source})" + (f", reproduces {suite.reproduces}" if suite.reproduces else ""))
+    print(tabulate(rows, headers=["run", "kind", "teacher", "student", "method", "parameters", "seed", "status"]))
+    print()
+    print(models_table(runs))
+    distinct = unique_runs([r for r in runs if not r.not_applicable])
+    teachers = sum(1 for r in distinct if r.kind == "teacher")
+    na = sum(1 for r in runs if r.not_applicable)
+    epochs = sum(r.schedule["epochs"] for r in distinct)
+    print(
+        f"\n{len(distinct)} runs to train ({teachers} teachers, {len(distinct) - teachers} students; "
+        f"{epochs} epochs in all), {na} not applicable; {len(runs)} report cells x seeds."
+    )
+    counts = {}
+    for r in distinct:
+        status = store.status(r.run_id)
+        counts[status] = counts.get(status, 0) + 1
+    print("status: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return 0
+
+
+def models_table(runs) -> str:
+    """Parameters and FLOPs of every model of the plan (FLOPs from torch's own counter)."""
+    from kdbench.data import dataset_shape
+    from kdbench.models.flops import count_flops, count_model_parameters
+
+    if not runs:
+        return ""
+    num_classes, image_shape = dataset_shape(runs[0].dataset)
+    names = []
+    for r in runs:
+        for name in (r.pair_teacher or r.teacher, r.student):
+            if name and name not in names:
+                names.append(name)
+    rows = []
+    for name in names:
+        params = count_model_parameters(name, num_classes)
+        flops = count_flops(name, num_classes, image_shape)
+        rows.append([name, f"{params:,}", f"{flops / 1e6:,.1f} M"])
+    shape = "x".join(str(s) for s in image_shape)
+    return tabulate(rows, headers=["model", "parameters", f"FLOPs ({shape}, {num_classes} classes)"])

@@ -1,0 +1,79 @@
+"""``kdbench run``: train a suite's pending runs, teachers first; finished runs are skipped."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from kdbench.cli.common import UserError, add_command, add_suite_arguments, plan_from_args, store_from_args, unique_runs
+
+
+def register(subparsers) -> None:
+    parser = add_command(
+        subparsers,
+        "run",
+        help="train a suite's pending runs (teachers first), then print its table",
+        description="Train every run of the suite that is not done yet, in dependency order, then print the "
+        "report. Finished runs are skipped, interrupted ones resume from their last epoch, and a run that "
+        "another process is training is left to it.",
+        example="kdbench run suites/smoke.yaml            # or: kdbench run suites/cifar100.yaml seeds=[0]",
+    )
+    add_suite_arguments(parser)
+    parser.add_argument(
+        "--executor",
+        choices=["local", "slurm"],
+        default="local",
+        help="local: train here, one run after another; slurm: submit job arrays through submitit",
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="SLURM cluster profile: a name under slurm/ (e.g. local) or a YAML path (with --executor slurm)",
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="train failed runs again (their old failure is kept)"
+    )
+    parser.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    suite, runs = plan_from_args(args)
+    store = store_from_args(args)
+    if args.executor == "slurm":
+        return _run_slurm(args, suite, runs, store)
+    if args.profile:
+        raise UserError("--profile is for --executor slurm")
+    from kdbench.executors.local import run_local
+
+    todo = unique_runs(runs)
+    print(f"suite {suite.name}: {len(todo)} runs, results in {store.root}")
+    started = time.perf_counter()
+    summary = run_local(
+        todo,
+        store,
+        device=args.device,
+        data_root=args.data_root,
+        retry_failed=args.retry_failed,
+        progress=not args.quiet,
+    )
+    elapsed = time.perf_counter() - started
+    print(
+        f"{len(summary.trained)} trained, {len(summary.skipped_done)} already done, {len(summary.failed)} failed, "
+        f"{len(summary.blocked)} blocked, {len(summary.busy)} busy elsewhere in {elapsed:.1f} s"
+    )
+    if not args.no_report:
+        from kdbench.cli import report
+
+        report.print_summary_table(args, runs, store)
+    return 1 if summary.failed or summary.blocked else 0
+
+
+def _run_slurm(args, suite, runs, store) -> int:
+    from kdbench.executors import slurm
+
+    profile = slurm.load_profile(args.profile or "local", [])
+    slurm.submit_suite(unique_runs(runs), store, profile, retry_failed=args.retry_failed)
+    return 0

@@ -1,0 +1,1 @@
+"""Executors: where runs train (this process, or a SLURM cluster through submitit)."""

@@ -1,0 +1,1 @@
+"""Run directories, result records and reports."""
