@@ -37,12 +37,19 @@ def _edit_distance(a: str, b: str) -> int:
     return previous[-1]
 
 
+def _is_abbreviation(short: str, long: str) -> bool:
+    """'ckpt' abbreviates 'checkpoint': its letters appear in order."""
+    letters = iter(long)
+    return len(short) < len(long) and all(ch in letters for ch in short)
+
+
 def nearest_first(name: str, choices: Iterable[str]) -> list[str]:
-    """``choices`` sorted by similarity to ``name``, the closest first (edit distance, then ratio)."""
+    """``choices`` sorted by similarity to ``name``, the closest first (abbreviations, edit distance, ratio)."""
     key = _normalise(str(name))
     return sorted(
         choices,
         key=lambda choice: (
+            not _is_abbreviation(key, _normalise(choice)),
             _edit_distance(key, _normalise(choice)),
             -difflib.SequenceMatcher(None, key, _normalise(choice)).ratio(),
             choice,
@@ -50,12 +57,21 @@ def nearest_first(name: str, choices: Iterable[str]) -> list[str]:
     )
 
 
+def suggestion(name: object, ordered: list[str]) -> str | None:
+    """The first of ``ordered`` (nearest first) if it is close enough to be worth suggesting."""
+    if not ordered:
+        return None
+    key, best = _normalise(str(name)), _normalise(ordered[0])
+    if _is_abbreviation(key, best) or difflib.SequenceMatcher(None, key, best).ratio() >= 0.6:
+        return ordered[0]
+    return None
+
+
 def unknown_name_message(kind: str, name: object, choices: Iterable[str]) -> str:
-    """"Unknown model 'resnet21'. Did you mean 'resnet20'? Available: ..." (nearest first)."""
+    """Unknown model 'resnet21'. Did you mean 'resnet20'? Available: ... (nearest first)."""
     ordered = nearest_first(str(name), choices)
-    hint = ""
-    if ordered and difflib.SequenceMatcher(None, _normalise(str(name)), _normalise(ordered[0])).ratio() >= 0.6:
-        hint = f" Did you mean '{ordered[0]}'?"
+    close = suggestion(name, ordered)
+    hint = f" Did you mean '{close}'?" if close else ""
     return f"Unknown {kind} '{name}'.{hint} Available: {', '.join(ordered)}"
 
 
@@ -85,7 +101,9 @@ class Registry(Generic[T]):
         try:
             return self._aliases[_normalise(str(name))]
         except KeyError:
-            raise UnknownNameError(unknown_name_message(self.kind, name, self.names()), str(name), self.names()) from None
+            raise UnknownNameError(
+                unknown_name_message(self.kind, name, self.names()), str(name), self.names()
+            ) from None
 
     def display(self, name: str) -> str:
         """The paper's spelling (the first alias), e.g. 'WRN-40-2' for 'wrn_40_2'."""

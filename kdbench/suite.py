@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from kdbench.registry import UnknownNameError, nearest_first, unknown_name_message
+from kdbench.registry import UnknownNameError, nearest_first, suggestion, unknown_name_message
 
 #: Named schedules; a suite's ``schedule`` may name one (``schedule: crd``) or set ``preset:`` and override keys.
 SCHEDULE_PRESETS: dict[str, dict[str, Any]] = {
@@ -131,7 +131,8 @@ class _Collector:
         for key in mapping:
             if key not in valid:
                 choices = nearest_first(str(key), valid)
-                hint = f" Did you mean '{choices[0]}'?" if choices else ""
+                close = suggestion(key, choices)
+                hint = f" Did you mean '{close}'?" if close else ""
                 self.add(_join(path, key), f"unknown key '{key}'.{hint} Valid keys: {', '.join(choices)}")
 
 

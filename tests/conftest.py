@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny suites on tiny data, written to a temporary directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+TINY_DATA = {"name": "synthetic", "num_classes": 4, "image_size": 8, "train_size": 48, "test_size": 24}
+TINY_SCHEDULE = {"epochs": 2, "batch_size": 16, "lr": 0.05, "milestones": [1], "lr_decay": 0.1}
+
+
+def tiny_suite(**changes: Any) -> dict:
+    """A suite small enough to train in a second: resnet8 teacher and student on 8x8 synthetic images."""
+    suite = {
+        "name": "tiny",
+        "dataset": dict(TINY_DATA),
+        "schedule": dict(TINY_SCHEDULE),
+        "seeds": [0],
+        "teachers": {"resnet8": {}},
+        "pairs": [["resnet8", "resnet8"]],
+        "methods": {"Vanilla": {"use": "vanilla"}, "KD": {"use": "kd"}},
+    }
+    suite.update(changes)
+    return suite
+
+
+@pytest.fixture
+def write_suite(tmp_path: Path):
+    """``write_suite(document, name='suite.yaml') -> path`` of the YAML file."""
+
+    def write(document: dict, name: str = "suite.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
+
+    return write
