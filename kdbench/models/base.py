@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -58,6 +59,18 @@ class Stage(nn.Module):
         return x
 
 
+class GlobalAvgPool(nn.Module):
+    """Average pooling with one window as large as the map.
+
+    Bit-identical to the CRD code's fixed-size ``avg_pool2d(x, 8)`` (``4`` for the ShuffleNets) at
+    32x32, which ``AdaptiveAvgPool2d(1)`` is not (it sums in another order), and still a global
+    pooling at 64x64, where the fixed size would leave a 2x2 map.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, x.shape[-2:])
+
+
 class StagedModel(nn.Module):
     """Base class of every model: subclasses set stem, stages, pool, classifier, feature_info."""
 
@@ -94,17 +107,36 @@ class StagedModel(nn.Module):
         """Stage ``index`` (0-based) alone: SRKD feeds the teacher's stage the student's input."""
         return self.stages[index](x)
 
+    def feature_sizes(self, image_size: int) -> list[int]:
+        """Height (= width) of F_0 and of every stage output for a square ``image_size`` input.
+
+        ``feature_info`` strides are those of a 32x32 image; a family whose layout changes with the
+        input size (VGG pools once more at 64x64, as the CRD code does) overrides this.
+        """
+        return [image_size // info.stride for info in self.feature_info]
+
     @property
     def stage_info(self) -> list[StageInfo]:
         """``feature_info`` without the stem entry: one per stage."""
         return self.feature_info[1:]
 
 
-def kaiming_init(model: nn.Module) -> None:
-    """The CRD code's initialisation for its ResNets and WRNs: He-normal convs, unit BN."""
+def kaiming_init(model: nn.Module, linear_std: float | None = None, zero_linear_bias: bool = False) -> None:
+    """The CRD code's initialisation: He-normal (fan-out) convs with zero bias, unit BN.
+
+    Linear layers keep torch's default unless ``linear_std`` (weights ~ N(0, std), zero bias; the
+    CRD VGGs and MobileNetV2) or ``zero_linear_bias`` (the CRD WRNs) says otherwise.
+    """
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
         elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.constant_(module.weight, 1)
             nn.init.constant_(module.bias, 0)
+        elif isinstance(module, nn.Linear):
+            if linear_std is not None:
+                nn.init.normal_(module.weight, 0, linear_std)
+            if linear_std is not None or zero_linear_bias:
+                nn.init.zeros_(module.bias)

@@ -3,7 +3,8 @@ resnet8x4 and resnet32x4.
 
 Same layers in the same order and the same initialisation, so parameter counts and published
 checkpoints match. One deliberate difference: the final 8x8 average pooling is a global average
-pooling, identical at 32x32 and what lets the same network run on 64x64 Tiny-ImageNet.
+pooling (``GlobalAvgPool``), bit-identical at 32x32 and what lets the same network run on 64x64
+Tiny-ImageNet.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench.models import MODELS
-from kdbench.models.base import Stage, StagedModel, StageInfo, kaiming_init
+from kdbench.models.base import GlobalAvgPool, Stage, StagedModel, StageInfo, kaiming_init
 
 
 class BasicBlock(nn.Module):
@@ -55,14 +56,14 @@ class CifarResNet(StagedModel):
         )
         in_channels = widths[0]
         stages = []
-        for width, stride in zip(widths[1:], (1, 2, 2)):
+        for width, stride in zip(widths[1:], (1, 2, 2), strict=True):
             blocks = []
             for index in range(blocks_per_stage):
                 blocks.append(BasicBlock(in_channels, width, stride if index == 0 else 1))
                 in_channels = width
             stages.append(Stage(*blocks))
         self.stages = nn.ModuleList(stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = GlobalAvgPool()
         self.classifier = nn.Linear(in_channels, num_classes)
         self.embedding_dim = in_channels
         self.feature_info = [

@@ -1,0 +1,226 @@
+"""Checkpoints in the CRD code's format: published teachers load into our models with identical logits.
+
+The CRD code saves ``{'model': state_dict, 'epoch': ..., 'accuracy': ..., 'optimizer': ...}`` as
+``<name>_vanilla/ckpt_epoch_240.pth``; mdistiller re-distributes the same files. Our module names
+differ from the CRD code's (our ``stem.0`` is its ``conv1``), so each family has an explicit key
+mapping below, a list of prefix rules turning our keys into the CRD code's; its inverse loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kdbench.models.mobilenetv2 import STAGE_GROUPS, MobileNetV2
+from kdbench.models.resnet import CifarResNet
+from kdbench.models.resnetv2 import BottleneckResNet
+from kdbench.models.shufflenetv1 import ShuffleNetV1
+from kdbench.models.shufflenetv2 import ShuffleNetV2
+from kdbench.models.vgg import VGG
+from kdbench.models.wrn import WideResNet
+
+#: (regex matching the start of our key, the CRD code's replacement for it)
+Rule = tuple[str, "str | Callable[[re.Match[str]], str]"]
+
+_STAGE_BLOCK = r"stages\.(\d+)\.blocks\.(\d+)\."
+
+
+def _stage_block(template: str) -> Callable[[re.Match[str]], str]:
+    """Our ``stages.<i>.blocks.<j>.`` as ``template`` formatted with the CRD code's ``stage`` = i + 1, ``block`` = j."""
+    return lambda match: template.format(stage=int(match[1]) + 1, block=int(match[2]))
+
+
+def _mobilenet_group(match: re.Match[str]) -> str:
+    # our stage i holds the CRD code's block groups STAGE_GROUPS[i], its blocks.<group>
+    return f"blocks.{STAGE_GROUPS[int(match[1])][int(match[2])]}."
+
+
+#: our key prefix -> the CRD code's, per family; the first matching rule applies
+CRD_KEY_RULES: dict[type[nn.Module], list[Rule]] = {
+    CifarResNet: [
+        (r"stem\.0\.", "conv1."),
+        (r"stem\.1\.", "bn1."),
+        (_STAGE_BLOCK, _stage_block("layer{stage}.{block}.")),
+        (r"classifier\.", "fc."),
+    ],
+    WideResNet: [
+        (r"stem\.0\.", "conv1."),
+        (_STAGE_BLOCK + r"shortcut\.", _stage_block("block{stage}.layer.{block}.convShortcut.")),
+        (_STAGE_BLOCK, _stage_block("block{stage}.layer.{block}.")),
+        (r"head_norm\.", "bn1."),
+        (r"classifier\.", "fc."),
+    ],
+    VGG: [
+        (r"stem\.", "block0."),
+        # blocks.0 of a stage is its max-pool, blocks.1 the conv block
+        (r"stages\.(\d+)\.blocks\.1\.", lambda match: f"block{int(match[1]) + 1}."),
+        (r"classifier\.", "classifier."),
+    ],
+    MobileNetV2: [
+        (r"stem\.", "conv1."),
+        (_STAGE_BLOCK, _mobilenet_group),
+        (r"head_conv\.", "conv2."),
+        (r"classifier\.", "classifier.0."),
+    ],
+    ShuffleNetV1: [
+        (r"stem\.0\.", "conv1."),
+        (r"stem\.1\.", "bn1."),
+        (_STAGE_BLOCK, _stage_block("layer{stage}.{block}.")),
+        (r"classifier\.", "linear."),
+    ],
+    ShuffleNetV2: [
+        (r"stem\.0\.", "conv1."),
+        (r"stem\.1\.", "bn1."),
+        (_STAGE_BLOCK, _stage_block("layer{stage}.{block}.")),
+        (r"head_conv\.", "conv2."),
+        (r"head_bn\.", "bn2."),
+        (r"classifier\.", "linear."),
+    ],
+    BottleneckResNet: [
+        (r"stem\.0\.", "conv1."),
+        (r"stem\.1\.", "bn1."),
+        (_STAGE_BLOCK, _stage_block("layer{stage}.{block}.")),
+        (r"classifier\.", "linear."),
+    ],
+}
+
+#: shown at most this many keys per list in an error message
+_SHOWN_KEYS = 5
+
+
+def crd_key_map(model: nn.Module) -> dict[str, str]:
+    """Every key of ``model.state_dict()`` -> the CRD code's name for the same tensor."""
+    rules = CRD_KEY_RULES.get(type(model))
+    if rules is None:
+        known = ", ".join(sorted(cls.__name__ for cls in CRD_KEY_RULES))
+        raise ValueError(f"no CRD key mapping for {type(model).__name__}; families with one: {known}")
+    mapping: dict[str, str] = {}
+    for key in model.state_dict():
+        for pattern, replacement in rules:
+            renamed, count = re.subn("^" + pattern, replacement, key, count=1)
+            if count:
+                mapping[key] = renamed
+                break
+        else:
+            raise ValueError(f"{type(model).__name__}: no CRD key rule matches '{key}'")
+    if len(set(mapping.values())) != len(mapping):
+        raise ValueError(f"{type(model).__name__}: the CRD key rules map two keys to one name")
+    return mapping
+
+
+def to_crd_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s state dict under the CRD code's key names (tensors detached, on the CPU)."""
+    mapping = crd_key_map(model)
+    return {mapping[key]: value.detach().cpu() for key, value in model.state_dict().items()}
+
+
+def _listed(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN_KEYS])
+    return f"{shown}, ... ({len(keys) - _SHOWN_KEYS} more)" if len(keys) > _SHOWN_KEYS else shown
+
+
+def from_crd_state_dict(
+    model: nn.Module, crd_state: Mapping[str, torch.Tensor], source: str = "state dict"
+) -> dict[str, torch.Tensor]:
+    """``crd_state`` (CRD key names) renamed to ``model``'s keys, after checking it fits exactly.
+
+    Raises ``ValueError`` naming ``source``, the missing and unexpected keys and the shape
+    mismatches, so a wrong file never loads partially. A missing ``num_batches_tracked`` (files from
+    torch < 0.4.1) is taken from ``model``: it does not change the outputs.
+    """
+    ours = model.state_dict()
+    crd_to_ours = {crd: key for key, crd in crd_key_map(model).items()}
+    missing = [
+        crd for crd, key in crd_to_ours.items() if crd not in crd_state and not key.endswith("num_batches_tracked")
+    ]
+    unexpected = [crd for crd in crd_state if crd not in crd_to_ours]
+    mismatched = [
+        (crd, tuple(crd_state[crd].shape), tuple(ours[key].shape))
+        for crd, key in crd_to_ours.items()
+        if crd in crd_state and tuple(crd_state[crd].shape) != tuple(ours[key].shape)
+    ]
+    if missing or unexpected or mismatched:
+        lines = [f"{source} does not fit the model ({type(model).__name__}), so nothing was loaded:"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {_listed(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {_listed(unexpected)}")
+        if mismatched:
+            shapes = [
+                f"{crd} is {list(found)} in the file, {list(wanted)} in the model" for crd, found, wanted in mismatched
+            ]
+            lines.append(f"  shape mismatches ({len(mismatched)}): {_listed(shapes)}")
+        classifier = crd_key_map(model).get("classifier.weight")
+        if not missing and not unexpected and classifier in crd_state:
+            found, wanted = crd_state[classifier].shape[0], ours["classifier.weight"].shape[0]
+            if found != wanted:
+                lines.append(f"  the file has {found} classes, the model {wanted}")
+        raise ValueError("\n".join(lines))
+    return {key: crd_state[crd] if crd in crd_state else ours[key] for crd, key in crd_to_ours.items()}
+
+
+def _read(path: Path) -> Any:
+    if not path.is_file():
+        raise ValueError(f"checkpoint file not found: {path}")
+    try:
+        # the CRD code's final *_last.pth also pickles its argparse options
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several kinds for a file that is not a safe checkpoint
+        raise ValueError(f"{path}: cannot be read as a PyTorch checkpoint: {error}") from None
+
+
+def _is_state_dict(value: object) -> bool:
+    return isinstance(value, Mapping) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def load_crd_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a CRD-format file (``{'model': state_dict, ...}``, or a bare state dict) into ``model``.
+
+    Returns the file's other entries (``epoch``, ``accuracy`` or ``best_acc``, ...) without the
+    optimizer state. Raises ``ValueError`` naming the file when it does not fit ``model`` exactly.
+    """
+    path = Path(path)
+    payload = _read(path)
+    if isinstance(payload, Mapping) and _is_state_dict(payload.get("model")):
+        state, extras = payload["model"], {k: v for k, v in payload.items() if k not in {"model", "optimizer"}}
+    elif _is_state_dict(payload):
+        state, extras = payload, {}
+    else:
+        found = sorted(payload) if isinstance(payload, Mapping) else type(payload).__name__
+        raise ValueError(
+            f"{path}: not a CRD checkpoint; expected a dict whose 'model' entry is a state dict, "
+            f"or a bare state dict, found {found}"
+        )
+    # a model saved from inside nn.DataParallel prefixes every key
+    if all(key.startswith("module.") for key in state):
+        state = {key.removeprefix("module."): value for key, value in state.items()}
+    model.load_state_dict(from_crd_state_dict(model, state, source=str(path)))
+    return extras
+
+
+def save_crd_checkpoint(model: nn.Module, path: str | os.PathLike[str], **extras: Any) -> Path:
+    """Write ``{'model': <CRD-keyed state dict>, **extras}`` atomically, loadable by the CRD code."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    torch.save({"model": to_crd_state_dict(model), **extras}, temporary)
+    os.replace(temporary, path)
+    return path
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes (the result records which teacher file was used)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,52 @@
+"""Parameter and FLOP counts per model, for ``kdbench plan`` and ``result.json``.
+
+FLOPs come from torch's own counter (``torch.utils.flop_counter.FlopCounterMode``) on one image,
+run on the meta device: shapes only, no weights allocated, no arithmetic, no RNG drawn. The counter
+counts a multiply-add as 2 FLOPs and counts matrix products and convolutions only (BN, ReLU, pooling
+and additions are not counted); halve it for the "MACs" some papers report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from kdbench.models import MODELS, create_model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (trainable or not; buffers such as BN statistics excluded)."""
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+@cache
+def _parameters(name: str, num_classes: int) -> int:
+    with torch.device("meta"):
+        return count_parameters(create_model(name, num_classes))
+
+
+def count_model_parameters(name: str, num_classes: int) -> int:
+    """``count_parameters`` of a fresh ``name`` model (aliases accepted), without building its weights."""
+    return _parameters(MODELS.canonical(name), num_classes)
+
+
+@cache
+def _flops(name: str, num_classes: int, image_shape: tuple[int, ...]) -> int:
+    with torch.device("meta"):
+        model = create_model(name, num_classes).eval()
+        image = torch.empty(1, *image_shape)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(image)
+    return counter.get_total_flops()
+
+
+def count_flops(name: str, num_classes: int, image_shape: Sequence[int] = (3, 32, 32)) -> int:
+    """FLOPs of one forward pass of model ``name`` on one image of ``image_shape`` (channels, height, width)."""
+    shape = tuple(int(size) for size in image_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"image_shape must be (channels, height, width), got {tuple(image_shape)}")
+    return _flops(MODELS.canonical(name), num_classes, shape)
