@@ -39,8 +39,6 @@ class Profile:
     max_timeouts: int = 20
     array_parallelism: int = 256
     runs_per_job: int = 1
-    #: python on the compute nodes; None: the interpreter that submits
-    python: str | None = None
     job_name: str = "kdbench"
     #: any other sbatch option, without the leading dashes: {mail-type: END, exclude: node7}
     sbatch: dict = field(default_factory=dict)
@@ -49,7 +47,7 @@ class Profile:
 
 
 _KEYS = [f.name for f in fields(Profile) if f.name != "source"]
-_OPTIONAL_TEXT = {"partition", "account", "qos", "constraint", "python"}
+_OPTIONAL_TEXT = {"partition", "account", "qos", "constraint"}
 _POSITIVE_INTEGERS = {"cpus_per_run", "time_min", "max_timeouts", "array_parallelism", "runs_per_job"}
 _NON_NEGATIVE_INTEGERS = {"gpus_per_run", "signal_delay_s"}
 
