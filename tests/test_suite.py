@@ -53,7 +53,9 @@ def test_overrides_apply_before_planning(write_suite) -> None:
 
 
 def test_vanilla_student_is_one_run_shared_by_every_pair(write_suite) -> None:
-    document = tiny_suite(teachers={"resnet8": {}, "resnet14": {}}, pairs=[["resnet8", "resnet8"], ["resnet14", "resnet8"]])
+    document = tiny_suite(
+        teachers={"resnet8": {}, "resnet14": {}}, pairs=[["resnet8", "resnet8"], ["resnet14", "resnet8"]]
+    )
     runs = plan(load_suite(write_suite(document)))
     vanilla = [r for r in runs if r.method == "Vanilla"]
     assert len(vanilla) == 2 and vanilla[0].run_id == vanilla[1].run_id
@@ -93,14 +95,20 @@ def test_sweeps_make_one_run_per_point_and_tag_only_the_runs_they_touch(write_su
 def test_excludes_drop_matching_runs(write_suite) -> None:
     document = tiny_suite(seeds=[0, 1], excludes=[{"method": "KD", "seed": 1}])
     runs = plan(load_suite(write_suite(document)))
-    assert sorted((r.method, r.seed) for r in runs if r.kind == "student") == [("KD", 0), ("Vanilla", 0), ("Vanilla", 1)]
+    assert sorted((r.method, r.seed) for r in runs if r.kind == "student") == [
+        ("KD", 0),
+        ("Vanilla", 0),
+        ("Vanilla", 1),
+    ]
 
 
 def test_schedule_presets_and_the_crd_switch(write_suite) -> None:
     document = tiny_suite(schedule="crd")
     runs = plan(load_suite(write_suite(document)))
     assert runs[0].schedule["epochs"] == 240 and runs[0].schedule["milestones"] == [150, 180, 210]
-    runs = plan(load_suite(write_suite(tiny_suite(schedule="srkd-cifar")), ["schedule.preset=crd", "schedule.epochs=3"]))
+    runs = plan(
+        load_suite(write_suite(tiny_suite(schedule="srkd-cifar")), ["schedule.preset=crd", "schedule.epochs=3"])
+    )
     assert runs[0].schedule["epochs"] == 3 and runs[0].schedule["milestones"] == [150, 180, 210]
 
 
@@ -113,14 +121,21 @@ def test_teacher_checkpoints_key_switches_every_teacher_to_crd_files(write_suite
 
 # --- every class of validation error: file, key path, bad value, valid choices ---
 
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
         ({"pairz": []}, "pairz: unknown key 'pairz'. Did you mean 'pairs'?"),
         ({"dataset": "cifar1000"}, "dataset.name: Unknown dataset 'cifar1000'. Did you mean 'cifar100'?"),
         ({"dataset": {**tiny_suite()["dataset"], "loader": "fast"}}, "dataset.loader: Unknown loader 'fast'"),
-        ({"dataset": {**tiny_suite()["dataset"], "num_class": 3}}, "dataset.num_class: unknown key 'num_class'. Did you mean 'num_classes'?"),
-        ({"dataset": {**tiny_suite()["dataset"], "num_classes": "four"}}, "dataset.num_classes: expected int, got 'four' (str)"),
+        (
+            {"dataset": {**tiny_suite()["dataset"], "num_class": 3}},
+            "dataset.num_class: unknown key 'num_class'. Did you mean 'num_classes'?",
+        ),
+        (
+            {"dataset": {**tiny_suite()["dataset"], "num_classes": "four"}},
+            "dataset.num_classes: expected int, got 'four' (str)",
+        ),
         ({"schedule": {"epochs": 0}}, "schedule.epochs: expected a positive integer, got 0 (int)"),
         ({"schedule": {"lr": "fast"}}, "schedule.lr: expected a non-negative number, got 'fast' (str)"),
         ({"schedule": {"milestones": [5, 2]}}, "schedule.milestones: must be increasing, got [5, 2]"),
@@ -128,18 +143,36 @@ def test_teacher_checkpoints_key_switches_every_teacher_to_crd_files(write_suite
         ({"schedule": "crdd"}, "schedule.preset: Unknown schedule preset 'crdd'. Did you mean 'crd'?"),
         ({"seeds": [0, "one"]}, "seeds: expected a non-empty list of integers"),
         ({"seeds": [1, 1]}, "seeds: seeds repeat: [1, 1]"),
-        ({"teachers": {"resnet8": {}, "resnet21": {}}}, "teachers.resnet21: Unknown model 'resnet21'. Did you mean 'resnet20'?"),
-        ({"teachers": {"resnet8": {"ckpt": "x"}}}, "teachers.resnet8.ckpt: unknown key 'ckpt'. Did you mean 'checkpoint'?"),
+        (
+            {"teachers": {"resnet8": {}, "resnet21": {}}},
+            "teachers.resnet21: Unknown model 'resnet21'. Did you mean 'resnet20'?",
+        ),
+        (
+            {"teachers": {"resnet8": {"ckpt": "x"}}},
+            "teachers.resnet8.ckpt: unknown key 'ckpt'. Did you mean 'checkpoint'?",
+        ),
         ({"pairs": [["resnet8"]]}, "pairs[0]: expected [teacher, student], got ['resnet8'] (list)"),
         ({"pairs": [["resnet14", "resnet8"]]}, "pairs[0][0]: teacher 'resnet14' is not under 'teachers:'"),
         ({"pairs": [["resnet8", "resnet9"]]}, "pairs[0][1]: Unknown model 'resnet9'. Did you mean 'resnet8'?"),
         ({"methods": {"kdd": {}}}, "methods.kdd: Unknown method 'kdd'. Did you mean 'kd'?"),
-        ({"methods": {"X": {"use": ["kd", "vanila"]}}}, "methods.X.use: Unknown method 'vanila'. Did you mean 'vanilla'?"),
-        ({"methods": {"kd": {"temperatur": 2}}}, "methods.kd.temperatur: unknown key 'temperatur'. Did you mean 'temperature'?"),
+        (
+            {"methods": {"X": {"use": ["kd", "vanila"]}}},
+            "methods.X.use: Unknown method 'vanila'. Did you mean 'vanilla'?",
+        ),
+        (
+            {"methods": {"kd": {"temperatur": 2}}},
+            "methods.kd.temperatur: unknown key 'temperatur'. Did you mean 'temperature'?",
+        ),
         ({"methods": {"kd": {"temperature": "hot"}}}, "methods.kd.temperature: expected float, got 'hot' (str)"),
-        ({"methods": {"X": {"use": ["kd"], "kd": {"weight": []}}}}, "methods.X.kd.weight: expected float, got [] (list)"),
+        (
+            {"methods": {"X": {"use": ["kd"], "kd": {"weight": []}}}},
+            "methods.X.kd.weight: expected float, got [] (list)",
+        ),
         ({"methods": {"kd": {"ce_weight": "x"}}}, "methods.kd.ce_weight: expected a number, got 'x' (str)"),
-        ({"sweeps": {"methods.KD.kd.temperature": 3}}, "sweeps.methods.KD.kd.temperature: expected a non-empty list of values"),
+        (
+            {"sweeps": {"methods.KD.kd.temperature": 3}},
+            "sweeps.methods.KD.kd.temperature: expected a non-empty list of values",
+        ),
         ({"sweeps": {"nonsense.key": [1]}}, "sweeps.nonsense.key: cannot sweep 'nonsense.key'"),
         ({"excludes": {"method": "KD"}}, "excludes: expected a list"),
         ({"excludes": [{"methd": "KD"}]}, "excludes[0].methd: unknown key 'methd'. Did you mean 'method'?"),
