@@ -29,7 +29,7 @@ import yaml
 import kdbench
 from kdbench.data import DataSource, load_dataset
 from kdbench.data.base import TensorBatches
-from kdbench.methods import create_distiller
+from kdbench.methods import Distiller, create_distiller
 from kdbench.models import StagedModel, create_model
 from kdbench.models.checkpoint import load_crd_checkpoint, save_crd_checkpoint, sha256_of
 from kdbench.models.flops import count_flops, count_parameters
@@ -165,6 +165,43 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def make_optimizer(parameters: Any, schedule: dict, device: torch.device) -> torch.optim.SGD:
+    """SGD as in the CRD recipe; the multi-tensor (foreach) update on CUDA, where it saves launches."""
+    return torch.optim.SGD(
+        parameters,
+        lr=schedule["lr"],
+        momentum=schedule["momentum"],
+        weight_decay=schedule["weight_decay"],
+        nesterov=schedule["nesterov"],
+        foreach=device.type == "cuda",
+    )
+
+
+def training_step(
+    distiller: Distiller,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    autocast: Any,
+    *,
+    init_stage: bool = False,
+) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    """One optimisation step; returns the logits and the (weighted) loss terms, not yet synchronised.
+
+    A non-finite loss still takes its step: the caller checks the losses and stops the run, and the
+    checkpoint it resumes from predates the step.
+    """
+    with autocast():
+        if init_stage:
+            logits, losses = None, distiller.init_forward(images)
+        else:
+            logits, losses = distiller(images, labels)
+    optimizer.zero_grad(set_to_none=True)
+    sum(losses.values()).backward()
+    optimizer.step()
+    return logits, losses
+
+
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -236,20 +273,16 @@ def _train(
     distiller = create_distiller(student, teacher, spec.terms, spec.ce_weight).to(device)
     if spec.training.get("channels_last") and device.type == "cuda":
         distiller = distiller.to(memory_format=torch.channels_last)
+        if teacher is not None:
+            teacher.to(memory_format=torch.channels_last)
     torch.manual_seed(derive_seed(spec.seed, "train"))
 
     schedule = spec.schedule
-    sgd = dict(
-        lr=schedule["lr"],
-        momentum=schedule["momentum"],
-        weight_decay=schedule["weight_decay"],
-        nesterov=schedule["nesterov"],
-    )
-    optimizer = torch.optim.SGD(distiller.trainable_parameters(), **sgd)
+    optimizer = make_optimizer(distiller.trainable_parameters(), schedule, device)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, schedule["milestones"], gamma=schedule["lr_decay"])
     init_epochs = distiller.init_epochs()
     # Two-stage methods (FSP): first their own init stage on the student's feature layers.
-    init_optimizer = torch.optim.SGD(distiller.init_parameters(), **sgd) if init_epochs else None
+    init_optimizer = make_optimizer(distiller.init_parameters(), schedule, device) if init_epochs else None
     total_epochs = init_epochs + schedule["epochs"]
 
     checkpoint_path = run_dir / "checkpoint.pt"
@@ -295,26 +328,18 @@ def _train(
         lr = active.param_groups[0]["lr"]
         distiller.train()
         sums: dict[str, float] = {}
-        seen, correct, steps = 0, 0, 0
+        seen, correct = 0, 0
         for step, (images, labels) in enumerate(loaders.train.epoch(epoch)):
-            with autocast():
-                if in_init:
-                    logits, losses = None, distiller.init_forward(images)
-                else:
-                    logits, losses = distiller(images, labels)
+            logits, losses = training_step(distiller, active, images, labels, autocast, init_stage=in_init)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
                 raise NonFiniteLoss(f"non-finite loss at epoch {epoch + 1}, step {step + 1}: {terms}")
-            active.zero_grad(set_to_none=True)
-            loss.backward()
-            active.step()
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + value.item() * labels.numel()
             if logits is not None:
                 correct += (logits.argmax(1) == labels).sum().item()
             seen += labels.numel()
-            steps += 1
         if not in_init:
             scheduler.step()
         record = {
