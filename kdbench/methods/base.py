@@ -52,6 +52,15 @@ class DistillLoss(nn.Module):
     def not_applicable(cls, teacher: Sequence[StageInfo], student: Sequence[StageInfo], params: dict) -> str | None:
         return None
 
+    @classmethod
+    def parameter_problems(cls, params: dict[str, Any]) -> list[str]:
+        """What is wrong with these parameter values whatever the pair (checked before planning).
+
+        Each problem is one message naming the key, the bad value and what is allowed. Types that
+        match the defaults' are checked by the suite; this catches the rest (ranges, selections).
+        """
+        return []
+
     # Two-stage methods (FSP, two-stage FitNet) train the student's feature layers on their own
     # loss for ``init_epochs`` epochs before the main schedule.
     def init_epochs(self) -> int:
@@ -60,10 +69,20 @@ class DistillLoss(nn.Module):
     def init_loss(self, student: Features, teacher: Features | None) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def init_modules(self, student: StagedModel) -> list[nn.Module]:
+        """What trains during the init stage: by default the student's feature layers and this term's parts.
+
+        As the CRD code's ``helper/pretrain.py``: these are in train mode during the init stage, the
+        rest of the student in eval mode (its BN statistics stay put).
+        """
+        return [student.stem, student.stages, self]
+
     def init_parameters(self, student: StagedModel) -> list[nn.Parameter]:
-        """What trains during the init stage: by default the student's feature layers and this term's parts."""
-        modules = [student.stem, student.stages]
-        return [p for m in modules for p in m.parameters()] + list(self.parameters())
+        seen: dict[int, nn.Parameter] = {}
+        for module in self.init_modules(student):
+            for p in module.parameters():
+                seen.setdefault(id(p), p)
+        return list(seen.values())
 
     @classmethod
     def parameter_defaults(cls) -> dict[str, Any]:
@@ -136,12 +155,22 @@ class Distiller(nn.Module):
         return list(seen.values())
 
     def init_forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        student = self.student.forward_features(images)
-        teacher = self.teacher_features(images)
+        init_terms = [term for term in self.terms.values() if term.init_epochs()]
+        was_training = self.training
+        if was_training:
+            # Only the init modules train; the rest of the student runs in eval mode (CRD pretrain.py).
+            self.student.eval()
+            for term in init_terms:
+                for module in term.init_modules(self.student):
+                    module.train()
         losses: dict[str, torch.Tensor] = {}
-        for term in self.terms.values():
-            if term.init_epochs():
+        try:
+            student = self.student.forward_features(images)
+            teacher = self.teacher_features(images)
+            for term in init_terms:
                 losses.update(term.init_loss(student, teacher))
+        finally:
+            self.train(was_training)
         return losses
 
 
