@@ -60,9 +60,7 @@ def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device | s
     return generator
 
 
-def random_crop_flip(
-    images: torch.Tensor, augmentation: Augmentation, generator: torch.Generator
-) -> torch.Tensor:
+def random_crop_flip(images: torch.Tensor, augmentation: Augmentation, generator: torch.Generator) -> torch.Tensor:
     """Per-image random crop (after zero padding) and horizontal flip, for a whole batch at once.
 
     Same distribution as torchvision's ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip()``:
@@ -115,11 +113,11 @@ class TensorBatches:
         self.seed = seed
         self.channels_last = channels_last
         self.dtype = dtype
-        # x / 255 then (x - mean) / std, folded into one multiply-add
-        std_t = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
-        mean_t = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
-        self.scale = (1.0 / (255.0 * std_t)).to(dtype)
-        self.shift = (-mean_t / std_t).to(dtype)
+        # x / 255 then (x - mean) / std, folded into one multiply-add (constants computed in float64)
+        std_t = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
+        self.scale = (1.0 / (255.0 * std_t)).to(self.device, dtype)
+        self.shift = (-mean_t / std_t).to(self.device, dtype)
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
