@@ -146,3 +146,19 @@ def test_same_suite_and_seed_give_the_same_numbers_twice(write_suite, tmp_path) 
     for key in ("top1_last", "top5_last", "top1_best", "student_params", "student_flops", "torch_version"):
         assert key in result
     assert result["student_params"] > 0 and result["epochs"] == 2
+
+
+def test_worker_processes_give_the_same_results_as_one_process(write_suite, tmp_path) -> None:
+    store, runs = prepare(write_suite, tmp_path / "one", seeds=[0, 1])
+    run_local(runs, store, progress=False, log=lambda line: None)
+    parallel, _ = prepare(write_suite, tmp_path / "two", seeds=[0, 1])
+    summary = run_local(runs, parallel, progress=False, workers=2, log=lambda line: None)
+    assert sorted(summary.trained) == sorted(r.run_id for r in runs)
+    # Workers run with fewer intra-op threads, and CPU reductions split over another thread count
+    # round differently in the last bits: equal to float precision, not bit for bit.
+    for spec in runs:
+        ours, theirs = comparable(store.run_dir(spec.run_id)), comparable(parallel.run_dir(spec.run_id))
+        assert len(ours) == len(theirs) == 2
+        for a, b in zip(ours, theirs, strict=True):
+            assert a["test_top1"] == pytest.approx(b["test_top1"], abs=5.0)
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)

@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     todo = unique_runs(runs)
     print(f"suite {suite.name}: {len(todo)} runs, results in {store.root}")
     started = time.perf_counter()
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
     summary = run_local(
         todo,
         store,
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         retry_failed=args.retry_failed,
         progress=not args.quiet,
+        workers=args.workers,
     )
     elapsed = time.perf_counter() - started
     print(

@@ -1,15 +1,20 @@
-"""Train pending runs in this process, in dependency order (teachers first).
+"""Train pending runs on this machine, in dependency order (teachers first).
 
-Two ``kdbench run`` on the same suite at once never train the same run twice: each run is trained
-under an exclusive per-run lock, and a run locked by another process is skipped. Ctrl-C leaves every
-finished epoch checkpointed; the same command resumes.
+One run at a time in this process by default, or ``workers`` runs at once in worker processes (small
+CIFAR runs leave a big GPU mostly idle; several share it well). Two ``kdbench run`` on the same suite
+at once never train the same run twice: each run trains under an exclusive per-run lock, and a run
+locked by another process is left to it. Ctrl-C leaves every finished epoch checkpointed; the same
+command resumes.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from kdbench.results.store import DONE, FAILED, ResultStore, RunLocked, atomic_write_json
@@ -34,6 +39,46 @@ def describe(spec: RunSpec) -> str:
     return f"{spec.method}{sweep} {spec.pair_teacher or spec.teacher}->{spec.student} seed {spec.seed}"
 
 
+def train_locked(
+    store_root: str,
+    run_id: str,
+    device: str | None,
+    data_root: str | None,
+    progress: bool,
+    stop_after_epochs: int | None,
+    threads: int | None = None,
+) -> tuple[str, str | dict]:
+    """Train one run under its lock: ("done", result) | ("interrupted", _) | ("busy" | "failed", reason)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    store = ResultStore(store_root)
+    run_dir = store.run_dir(run_id)
+    try:
+        with store.lock(run_id):
+            result = train_run(
+                run_dir, device=device, data_root=data_root, progress=progress, stop_after_epochs=stop_after_epochs
+            )
+    except RunLocked:
+        return "busy", "another process is training it"
+    except RunFailed as error:
+        return "failed", str(error)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as error:  # a bug or a broken environment: record it, go on with the suite
+        atomic_write_json(
+            run_dir / "failed.json",
+            {
+                "reason": f"{type(error).__name__}: {error}",
+                "type": type(error).__name__,
+                "traceback": traceback.format_exc(),
+            },
+        )
+        return "failed", f"{type(error).__name__}: {error} (see {run_dir}/failed.json)"
+    return ("done", result) if result.get("status") == "done" else ("interrupted", result)
+
+
 def run_local(
     runs: Sequence[RunSpec],
     store: ResultStore,
@@ -43,66 +88,104 @@ def run_local(
     retry_failed: bool = False,
     progress: bool = True,
     stop_after_epochs: int | None = None,
-    log=print,
+    workers: int = 1,
+    log: Callable[[str], None] = print,
 ) -> LocalSummary:
+    """Train every run that is not done; a student waits for its teacher run (blocked if it failed)."""
     from tqdm.auto import tqdm
 
     summary = LocalSummary()
-    todo = [r for r in runs if not r.not_applicable]
-    bar = tqdm(todo, desc="runs", unit="run", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    pending: list[RunSpec] = []
+    for spec in runs:
+        if spec.not_applicable:
+            continue
+        status = store.status(spec.run_id)
+        if status == DONE:
+            summary.skipped_done.append(spec.run_id)
+        elif status == FAILED and not retry_failed:
+            summary.failed.append(spec.run_id)
+        else:
+            if status == FAILED:
+                store.clear_failure(spec.run_id)
+            pending.append(spec)
+    bar = tqdm(total=len(pending), desc="runs", unit="run", disable=not progress, dynamic_ncols=True, file=sys.stderr)
     # with bars on screen, lines go through tqdm so they do not tear the bars
     emit = (lambda line: bar.write(line, file=sys.stdout)) if progress else log
-    for spec in bar:
-        run_id = spec.run_id
-        status = store.status(run_id)
-        if status == DONE:
-            summary.skipped_done.append(run_id)
-            continue
-        if status == FAILED:
-            if not retry_failed:
-                summary.failed.append(run_id)
-                continue
-            store.clear_failure(run_id)
-        if spec.teacher_run is not None and store.status(spec.teacher_run) != DONE:
-            reason = store.status(spec.teacher_run)
-            emit(f"  blocked  {run_id}  {describe(spec)}: its teacher run {spec.teacher_run} is {reason}")
-            summary.blocked.append(run_id)
-            continue
-        run_dir = store.write_spec(spec)
-        try:
-            with store.lock(run_id):
-                result = train_run(
-                    run_dir, device=device, data_root=data_root, progress=progress, stop_after_epochs=stop_after_epochs
-                )
-        except RunLocked:
-            emit(f"  busy     {run_id}  {describe(spec)}: another process is training it")
-            summary.busy.append(run_id)
-            continue
-        except RunFailed as error:
-            emit(f"  FAILED   {run_id}  {describe(spec)}: {error}")
-            summary.failed.append(run_id)
-            continue
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as error:  # a bug or a broken environment: record it, go on with the suite
-            atomic_write_json(
-                run_dir / "failed.json",
-                {
-                    "reason": f"{type(error).__name__}: {error}",
-                    "type": type(error).__name__,
-                    "traceback": traceback.format_exc(),
-                },
+
+    def finish(spec: RunSpec, outcome: str, payload: str | dict) -> None:
+        bar.update(1)
+        if outcome == "done":
+            summary.trained.append(spec.run_id)
+            emit(
+                f"  done     {spec.run_id}  {describe(spec)}: top-1 {payload['top1_last']:.2f} "
+                f"(best {payload['top1_best']:.2f}) in {payload['wall_time_s']:.1f} s"
             )
-            emit(f"  FAILED   {run_id}  {describe(spec)}: {type(error).__name__}: {error} (see {run_dir}/failed.json)")
-            summary.failed.append(run_id)
-            continue
-        if result.get("status") != "done":
-            summary.interrupted.append(run_id)
-            continue
-        summary.trained.append(run_id)
-        emit(
-            f"  done     {run_id}  {describe(spec)}: top-1 {result['top1_last']:.2f} "
-            f"(best {result['top1_best']:.2f}) in {result['wall_time_s']:.1f} s"
-        )
-    bar.close()
+        elif outcome == "interrupted":
+            summary.interrupted.append(spec.run_id)
+        else:
+            getattr(summary, outcome).append(spec.run_id)
+            emit(
+                f"  {outcome.upper() if outcome == 'failed' else outcome:<8} {spec.run_id}  {describe(spec)}: {payload}"
+            )
+
+    def ready(spec: RunSpec) -> str | None:
+        """None when the run can start now, else why not ("wait" while its teacher may still come)."""
+        if spec.teacher_run is None:
+            return None
+        teacher = store.status(spec.teacher_run)
+        if teacher == DONE:
+            return None
+        if any(p.run_id == spec.teacher_run for p in pending) or spec.teacher_run in in_flight_ids:
+            return "wait"
+        return f"its teacher run {spec.teacher_run} is {teacher}"
+
+    in_flight_ids: set[str] = set()
+    store_root = str(store.root)
+    try:
+        if workers <= 1:
+            while pending:
+                spec = pending.pop(0)
+                reason = ready(spec)
+                if reason == "wait":  # its teacher comes later in the list: plans put teachers first
+                    pending.append(spec)
+                    continue
+                if reason:
+                    bar.update(1)
+                    summary.blocked.append(spec.run_id)
+                    emit(f"  blocked  {spec.run_id}  {describe(spec)}: {reason}")
+                    continue
+                store.write_spec(spec)
+                finish(spec, *train_locked(store_root, spec.run_id, device, data_root, progress, stop_after_epochs))
+        else:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            context = multiprocessing.get_context("spawn")  # fork and CUDA do not mix
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                futures: dict[Future, RunSpec] = {}
+                while pending or futures:
+                    for spec in list(pending):
+                        if len(futures) >= workers:
+                            break
+                        reason = ready(spec)
+                        if reason == "wait":
+                            continue
+                        pending.remove(spec)
+                        if reason:
+                            bar.update(1)
+                            summary.blocked.append(spec.run_id)
+                            emit(f"  blocked  {spec.run_id}  {describe(spec)}: {reason}")
+                            continue
+                        store.write_spec(spec)
+                        in_flight_ids.add(spec.run_id)
+                        job = (store_root, spec.run_id, device, data_root, False, stop_after_epochs, threads)
+                        futures[pool.submit(train_locked, *job)] = spec
+                    if not futures:
+                        continue
+                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        spec = futures.pop(future)
+                        in_flight_ids.discard(spec.run_id)
+                        finish(spec, *future.result())
+    finally:
+        bar.close()
     return summary
+
