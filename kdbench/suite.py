@@ -88,11 +88,10 @@ SCHEDULE_KEYS = {
     "nesterov",
 }
 DATASET_COMMON_KEYS = {"name", "root", "download", "loader"}
-LOADER_KINDS = ["auto", "tensor", "torchvision"]
 PRECISIONS = ["fp32", "bf16"]
 TRAINING_KEYS = {"precision": "fp32", "channels_last": False}
 #: dataset keys that say where the data lives, not what it is: left out of run ids
-DATASET_LOCATION_KEYS = {"root", "download"}
+DATASET_LOCATION_KEYS = {"root", "download", "cache_dir"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,9 +355,12 @@ def _validate_dataset(dataset: Any, c: _Collector) -> None:
         return
     params = dataset_parameters(name)
     c.unknown_keys("dataset", dataset, sorted(DATASET_COMMON_KEYS | set(params)))
+    from kdbench.data.loaders import LOADERS
+
     loader = dataset.get("loader", "auto")
-    if loader not in LOADER_KINDS:
-        c.add("dataset.loader", unknown_name_message("loader", loader, LOADER_KINDS))
+    kinds = ["auto", *LOADERS.names()]
+    if loader not in kinds:
+        c.add("dataset.loader", unknown_name_message("loader", loader, kinds))
     if "root" in dataset and dataset["root"] is not None and not isinstance(dataset["root"], str):
         c.add("dataset.root", f"expected a path, got {_describe(dataset['root'])}")
     if "download" in dataset and not isinstance(dataset["download"], bool):

@@ -28,7 +28,7 @@ import yaml
 
 import kdbench
 from kdbench.data import DataSource, load_dataset
-from kdbench.data.base import TensorBatches
+from kdbench.data.loaders import make_loader
 from kdbench.methods import Distiller, create_distiller
 from kdbench.models import StagedModel, create_model
 from kdbench.models.checkpoint import load_crd_checkpoint, save_crd_checkpoint, sha256_of
@@ -81,31 +81,20 @@ class Loaders:
 
 
 def make_loaders(spec: RunSpec, data: DataSource, device: torch.device) -> Loaders:
-    batch_size = spec.schedule["batch_size"]
+    """The device-resident path by default (``loader: auto``); ``loader: torchvision`` is the CRD code's."""
     kind = spec.dataset.get("loader", "auto")
-    channels_last = bool(spec.training.get("channels_last")) and device.type == "cuda"
-    try:
-        from kdbench.data.loaders import make_loader
-    except ImportError:  # the data layer's loader factory is optional until the torchvision path exists
-        make_loader = None
-    if make_loader is not None:
-        common = dict(batch_size=batch_size, mean=data.mean, std=data.std, device=device, channels_last=channels_last)
-        kind = "tensor" if kind == "auto" else kind
-        train = make_loader(
-            data.train,
-            kind=kind,
-            train=True,
-            augmentation=data.augmentation,
-            seed=derive_seed(spec.seed, "data"),
-            **common,
-        )
-        test = make_loader(data.test, kind=kind, train=False, augmentation=None, seed=0, **common)
-        return Loaders(train, test)
-    common = dict(batch_size=batch_size, mean=data.mean, std=data.std, device=device, channels_last=channels_last)
-    train = TensorBatches(
-        data.train, augmentation=data.augmentation, shuffle=True, seed=derive_seed(spec.seed, "data"), **common
+    common = dict(
+        batch_size=spec.schedule["batch_size"],
+        mean=data.mean,
+        std=data.std,
+        device=device,
+        channels_last=bool(spec.training.get("channels_last")) and device.type == "cuda",
+        kind="tensor" if kind == "auto" else kind,
     )
-    return Loaders(train, TensorBatches(data.test, **common))
+    train = make_loader(
+        data.train, train=True, augmentation=data.augmentation, seed=derive_seed(spec.seed, "data"), **common
+    )
+    return Loaders(train, make_loader(data.test, train=False, augmentation=None, seed=0, **common))
 
 
 def build_teacher(
