@@ -1,0 +1,144 @@
+"""``kdbench bench``: training steps per second of kdbench's path against a CRD-style loop; a suite's cost."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from kdbench.bench import (
+    DEFAULT_METHODS,
+    BenchSettings,
+    bench_pair,
+    canonical_model,
+    check_methods,
+    format_pair_table,
+    format_projection,
+    project_suite,
+    settings_problems,
+)
+from kdbench.cli.common import UserError, add_command
+from kdbench.data import DATASETS
+from kdbench.suite import PRECISIONS
+from kdbench.train import resolve_device
+
+
+def register(subparsers) -> None:
+    parser = add_command(
+        subparsers,
+        "bench",
+        help="train steps/s of kdbench's path vs the CRD code's loop per method; a suite's projected hours",
+        description="Time training steps of a teacher -> student pair for each method on random images of a data "
+        "set's shape, in this process on one device: (a) kdbench's path (the training loop's own step, "
+        "device-resident data with batched augmentation) and (b) a reference loop written the way the CRD code "
+        "trains (DataLoader workers with per-image PIL transforms, fp32, a sync every step). Prints steps/s, "
+        "images/s, the speed-up (reference step time / kdbench step time) and each method's overhead over "
+        "vanilla; vanilla is always timed as that baseline. With --suite, also projects the device-hours of "
+        "every run of the suite, one after another on this device.",
+        example="kdbench bench --teacher resnet56 --student resnet20 --methods vanilla,kd,at --json out.json\n"
+        "  kdbench bench --suite suites/cifar100.yaml seeds=[0]      # projected hours only",
+    )
+    parser.add_argument("--teacher", default="resnet56", help="teacher model")
+    parser.add_argument("--student", default="resnet20", help="student model")
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help=f"comma-separated methods (default: {','.join(DEFAULT_METHODS)}; with --suite: none unless given)",
+    )
+    parser.add_argument("--dataset", default="cifar100", help="data set whose shape the random images take")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per step")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per method and path, over --windows")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before the first window (later: 2)")
+    parser.add_argument("--windows", type=int, default=5, help="timed windows; a step time is their median")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="kdbench path; bf16 only on CUDA")
+    parser.add_argument("--channels-last", action="store_true", help="kdbench path on CUDA (as training)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        help="the reference's DataLoader workers (default: the CRD code's 8, capped by the CPUs)",
+    )
+    parser.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON here")
+    parser.add_argument("--suite", default=None, metavar="YAML", help="also project the hours of this suite's runs")
+    parser.add_argument("--suite-steps", type=int, default=5, help="timed steps per (pair, method) of the suite")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="overrides of the --suite file, e.g. seeds=[0] training.precision=bf16 (values are YAML)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = BenchSettings(
+        dataset=DATASETS.canonical(args.dataset),
+        batch_size=args.batch_size,
+        steps=args.steps,
+        warmup=args.warmup,
+        windows=args.windows,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        device=args.device,
+        num_workers=args.num_workers,
+        suite_steps=args.suite_steps,
+    )
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError as error:
+        raise UserError(f"--device {args.device!r}: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: CUDA is not available here; use cpu")
+    problems = settings_problems(settings, device)
+    if args.overrides and not args.suite:
+        problems.append(f"key=value overrides ({' '.join(args.overrides)}) apply to a --suite file; none given")
+    if args.suite and not Path(args.suite).exists():
+        problems.append(f"--suite: file not found: {args.suite}")
+    if problems:
+        raise UserError("\n  ".join(problems))
+    methods = args.methods.split(",") if args.methods else ([] if args.suite else list(DEFAULT_METHODS))
+    methods = [m.strip() for m in methods if m.strip()]
+    result: dict = {}
+    measured: dict[str, float] = {}
+    if methods:
+        teacher, student = canonical_model(args.teacher), canonical_model(args.student)
+        try:
+            check_methods(teacher, student, methods)  # unknown: UnknownNameError, exit 2 with did-you-mean
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        bench = bench_pair(teacher, student, methods, settings, progress=_progress)
+        result, measured = bench.result, bench.measured
+        print(
+            f"{result['teacher']} -> {result['student']} on {result['device']} (torch {result['torch']}, "
+            f"{result['cpu_threads']} threads), batch {result['batch_size']}, {result['dataset']} shape "
+            f"{'x'.join(map(str, result['image_shape']))}, {result['precision']}"
+            f"{', channels_last' if result['channels_last'] else ''}; reference: "
+            f"{result['reference_num_workers']} DataLoader workers; median of {result['windows']} windows, "
+            f"{result['steps']} timed steps per path"
+        )
+        print(format_pair_table(result))
+    if args.suite:
+        try:
+            projection = project_suite(args.suite, args.overrides, settings, measured, progress=_progress)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        if not methods:
+            result = {"device": projection["device"], "torch": torch.__version__}
+        result["suite_projection"] = projection
+        if methods:
+            print()
+        print(format_projection(projection))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
+def _progress(message: str) -> None:
+    print(f"  timed {message}", file=sys.stderr, flush=True)
