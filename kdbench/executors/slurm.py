@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,7 +37,7 @@ from kdbench.suite import RunSpec
 
 __all__ = [
     "Profile", "RunState", "SlurmError", "SubmitSummary", "TrainJob", "cancel_runs", "load_profile",
-    "query_jobs", "slurm_states", "submit_suite",
+    "query_jobs", "slurm_states", "submit_suite", "wait_for_suite",
 ]
 
 RECORD = "slurm.json"
@@ -124,6 +124,8 @@ class JobInfo:
     state: str
     reason: str = ""
     restarts: int = 0
+    #: held by the controller (squeue); False: known from accounting only, so it has ended
+    in_queue: bool = True
 
 
 def _slurm_command(args: list[str]) -> subprocess.CompletedProcess:
@@ -169,14 +171,15 @@ def query_jobs(job_ids: Sequence[str]) -> dict[str, JobInfo]:
             parts = line.split("|")
             if len(parts) >= 2 and parts[0] in missing:
                 state = parts[1].split()[0] if parts[1].split() else "UNKNOWN"
-                found[parts[0]] = JobInfo(parts[0], state, parts[2] if len(parts) > 2 else "")
+                found[parts[0]] = JobInfo(parts[0], state, parts[2] if len(parts) > 2 else "", in_queue=False)
     return found
 
 
 def _scancel(job_ids: Sequence[str]) -> None:
     if job_ids:
         done = _slurm_command(["scancel", *job_ids])
-        if done.returncode != 0:
+        # A job that ended in the meantime is no error: it no longer needs cancelling.
+        if done.returncode != 0 and "already completed" not in done.stderr and "Invalid job id" not in done.stderr:
             raise SlurmError(f"scancel failed: {done.stderr.strip()}")
 
 
@@ -237,6 +240,8 @@ class RunState:
     detail: str = ""
     log_path: str | None = None
     log_tail: str | None = None
+    #: the job is in SLURM's queue now (pending, running, requeued): it can be waited on or cancelled
+    job_active: bool = False
 
 
 def _tail(path: str | None, lines: int = 15) -> str | None:
@@ -249,6 +254,12 @@ def _tail(path: str | None, lines: int = 15) -> str | None:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _epochs_done(store: ResultStore, run_id: str) -> str:
+    path = store.run_dir(run_id) / "metrics.jsonl"
+    count = sum(1 for _ in path.open()) if path.exists() else 0
+    return f"{count} epoch(s) done" if count else ""
+
+
 def _own_state(store: ResultStore, spec: RunSpec, record: dict | None, job: JobInfo | None) -> RunState:
     """The run's state from its files and its job alone (teachers are considered afterwards)."""
     run_id = spec.run_id
@@ -256,33 +267,35 @@ def _own_state(store: ResultStore, spec: RunSpec, record: dict | None, job: JobI
     stored = store.status(run_id)
     if stored == DONE:
         return RunState(DONE, job_id)
+    active = job is not None and job.in_queue and job.state in ACTIVE_STATES
     if stored == RUNNING:
-        return RunState(RUNNING, job_id, "training (run lock held)")
+        return RunState(RUNNING, job_id, _epochs_done(store, run_id) or "starting", job_active=active)
     if stored == FAILED:
         failure = store.failure(run_id) or {}
         log = record.get("stderr") if record else None
         return RunState(FAILED, job_id, failure.get("reason", "failed.json"), log, _tail(log))
     if record is None:
-        return RunState(INTERRUPTED if stored == "interrupted" else NOT_SUBMITTED)
+        return RunState(INTERRUPTED if stored == "interrupted" else NOT_SUBMITTED, None, _epochs_done(store, run_id))
     if job is None:
         return RunState(LOST, job_id, f"job {job_id} is unknown to SLURM and the run has no result")
-    described = f"{job.state}" + (f" ({job.reason})" if job.reason and job.reason != "None" else "")
-    if job.state in ACTIVE_STATES:
+    slurm = job.state + (f" ({job.reason})" if job.reason and job.reason != "None" else "")
+    requeues = f"requeued {job.restarts}x" if job.restarts else ""
+    if active:
+        details = ", ".join(part for part in (slurm, requeues, _epochs_done(store, run_id)) if part)
         if job.state == "PENDING" and job.reason == "DependencyNeverSatisfied":
-            return RunState(BLOCKED, job_id, "its teacher's job did not succeed")
-        if job.state in {"REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "PREEMPTED"}:
-            return RunState(REQUEUED, job_id, described)
-        if job.state == "PENDING":
-            state = REQUEUED if job.restarts else PENDING
-            return RunState(state, job_id, described + (f", requeued {job.restarts}x" if job.restarts else ""))
-        return RunState(RUNNING, job_id, described + (f", requeued {job.restarts}x" if job.restarts else ""))
+            return RunState(BLOCKED, job_id, "its teacher's job did not succeed", job_active=True)
+        if job.state in {"REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "PREEMPTED"} or (
+            job.state == "PENDING" and job.restarts
+        ):
+            return RunState(REQUEUED, job_id, details, job_active=True)
+        return RunState(PENDING if job.state == "PENDING" else RUNNING, job_id, details, job_active=True)
     if job.state in FAILED_STATES:
         log = record.get("stderr")
         return RunState(FAILED, job_id, f"job {job.state}", log, _tail(log))
     if job.state in CANCELLED_STATES:
-        return RunState(CANCELLED, job_id, described)
-    # COMPLETED without result.json, or a final PREEMPTED: submitting again resumes from the checkpoint
-    return RunState(INTERRUPTED, job_id, f"job {described} without a result")
+        return RunState(CANCELLED, job_id, slurm)
+    # Ended without a result (COMPLETED early, PREEMPTED and not requeued): submitting again resumes it.
+    return RunState(INTERRUPTED, job_id, f"job ended ({slurm}) without a result")
 
 
 def _states(store: ResultStore, runs: Sequence[RunSpec], strict: bool) -> dict[str, RunState]:
@@ -317,6 +330,35 @@ def slurm_states(store: ResultStore, runs: Sequence[RunSpec]) -> dict[str, RunSt
     return _states(store, _distinct_applicable(runs), strict=False)
 
 
+#: states that change without anyone submitting again
+MOVING = {PENDING, REQUEUED, RUNNING, UNKNOWN}
+
+
+def wait_for_suite(
+    store: ResultStore, runs: Sequence[RunSpec], *, timeout_s: float | None = None, poll_s: float = 10.0,
+    log: Callable[[str], None] = print,
+) -> dict[str, RunState]:
+    """Poll until no run is pending, requeued or running (or ``timeout_s`` passes); the last states.
+
+    Logs a one-line count of states whenever it changes (for ``kdbench run --executor slurm --wait``)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    last = ""
+    while True:
+        states = slurm_states(store, runs)
+        counts: dict[str, int] = {}
+        for state in states.values():
+            counts[state.state] = counts.get(state.state, 0) + 1
+        line = ", ".join(f"{count} {name}" for name, count in sorted(counts.items()))
+        if line != last:
+            log(f"  {time.strftime('%H:%M:%S')}  {line}")
+            last = line
+        if not any(state.state in MOVING for state in states.values()):
+            return states
+        if deadline is not None and time.monotonic() > deadline:
+            return states
+        time.sleep(poll_s)
+
+
 def _distinct_applicable(runs: Sequence[RunSpec]) -> list[RunSpec]:
     seen: dict[str, RunSpec] = {}
     for spec in runs:
@@ -338,7 +380,7 @@ class SubmitSummary:
     failed: dict[str, str] = field(default_factory=dict)
     blocked: dict[str, str] = field(default_factory=dict)
     not_applicable: list[str] = field(default_factory=list)
-    #: (first job id of the array, number of runs, dependency or None)
+    #: (array job id, number of runs, dependency or None); an array of one run is a plain job
     arrays: list[tuple[str, int, str | None]] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -349,7 +391,8 @@ class SubmitSummary:
             f"{len(self.failed)} failed (not retried), {len(self.blocked)} blocked"
         ]
         for array_id, size, dependency in self.arrays:
-            lines.append(f"  job {array_id}: {size} run(s)" + (f", after {dependency}" if dependency else ""))
+            what = f"array {array_id}_[0-{size - 1}]" if size > 1 else f"job {array_id}"
+            lines.append(f"  {what}: {size} run(s)" + (f", held until {dependency}" if dependency else ""))
         for run_id, reason in self.failed.items():
             lines.append(f"  failed   {run_id}: {reason}  (--retry-failed submits it again)")
         for run_id, reason in self.blocked.items():
@@ -422,7 +465,7 @@ def _submit_arrays(
         for spec, job in zip(chunk, jobs, strict=True):
             _write_record(store, spec.run_id, job, dependency, profile)
             job_ids[spec.run_id] = str(job.job_id)
-        summary.arrays.append((str(jobs[0].job_id), len(jobs), dependency))
+        summary.arrays.append((str(jobs[0].job_id).split("_")[0], len(jobs), dependency))
     summary.submitted.update(job_ids)
     return job_ids
 
@@ -461,7 +504,7 @@ def submit_suite(
         teachers = [spec for spec in candidates if spec.kind == "teacher"]
         for spec in teachers:
             _prepare_resubmission(store, spec.run_id, states[spec.run_id])
-        teacher_jobs = {run_id: job for run_id, job in summary.already_queued.items() if job[0].isdigit()}
+        teacher_jobs = {run_id: state.job_id for run_id, state in states.items() if state.job_active and state.job_id}
         if teachers:
             teacher_jobs.update(_submit_arrays(store, profile, teachers, None, device, data_root, summary))
 
@@ -472,7 +515,7 @@ def submit_suite(
             dependency = None
             if spec.teacher_run is not None and _stored_or_planned(store, states, spec.teacher_run) != DONE:
                 if spec.teacher_run not in teacher_jobs:
-                    summary.blocked[spec.run_id] = _teacher_problem(store, states, spec.teacher_run)
+                    summary.blocked[spec.run_id] = _teacher_problem(states, spec.teacher_run)
                     continue
                 dependency = f"afterok:{teacher_jobs[spec.teacher_run]}"
             _prepare_resubmission(store, spec.run_id, states[spec.run_id])
@@ -486,7 +529,7 @@ def _prepare_resubmission(store: ResultStore, run_id: str, state: RunState) -> N
     """Before submitting a run again: keep its old failure aside, drop a job still pending on a dead teacher."""
     if state.state == FAILED:
         store.clear_failure(run_id)
-    if state.state == BLOCKED and state.job_id:
+    if state.state == BLOCKED and state.job_active and state.job_id:
         _scancel([state.job_id])
 
 
@@ -494,7 +537,7 @@ def _stored_or_planned(store: ResultStore, states: dict[str, RunState], run_id: 
     return states[run_id].state if run_id in states else store.status(run_id)
 
 
-def _teacher_problem(store: ResultStore, states: dict[str, RunState], teacher_run: str) -> str:
+def _teacher_problem(states: dict[str, RunState], teacher_run: str) -> str:
     if teacher_run not in states:
         return f"teacher run {teacher_run} is not done and not part of this submission"
     teacher = states[teacher_run]
@@ -518,7 +561,7 @@ def cancel_runs(store: ResultStore, runs: Sequence[RunSpec]) -> dict[str, str]:
         states = _states(store, todo, strict=True)
         cancelled = {
             run_id: state.job_id for run_id, state in states.items()
-            if state.job_id and state.state in (PENDING, REQUEUED, RUNNING, BLOCKED)
+            if state.job_active and state.job_id
         }
         _scancel(sorted(set(cancelled.values())))
     return cancelled
