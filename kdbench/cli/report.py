@@ -41,6 +41,8 @@ def register(subparsers) -> None:
 def make_report(args: argparse.Namespace, suite, runs, store: ResultStore) -> tuple[Report, object]:
     """The report and the frame it came from; a bad --against or an empty suite is a user error."""
     frame = results_frame(runs, store)
+    if "reproduces" not in frame.columns:
+        frame.insert(min(2, len(frame.columns)), "reproduces", suite.reproduces)
     against = getattr(args, "against", None)
     if against and any(a.lower() == "none" for a in against):
         against = []

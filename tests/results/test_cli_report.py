@@ -40,6 +40,7 @@ def test_report_prints_and_writes_the_table(results_root: Path, capsys: pytest.C
     assert (written / "report.md").read_text() == out
     runs = pd.read_csv(written / "runs.csv")
     assert len(runs) == 7 and runs["status"].value_counts().to_dict() == {"done": 5, "pending": 2}
+    assert runs["suite"].eq("smoke").all() and "reproduces" in runs.columns
 
 
 def test_report_options(results_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
