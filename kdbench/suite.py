@@ -15,6 +15,7 @@ import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -633,7 +634,7 @@ class RunSpec:
             "teacher_checkpoint": self.teacher_checkpoint,
         }
 
-    @property
+    @cached_property
     def run_id(self) -> str:
         return run_id_of(self.config())
 
@@ -675,12 +676,12 @@ def _dataset_config(dataset: Any) -> dict:
 
 
 def plan(suite: Suite) -> list[RunSpec]:
-    """Every run of the suite: teachers first (suite order), then students by pair, method, sweep point, seed."""
+    """Every run of the suite: the pairs' teachers first, then students by pair, method, sweep point, seed."""
     from kdbench.methods import METHODS
     from kdbench.models import MODELS, model_feature_info
 
     teachers: dict[str, RunSpec] = {}
-    students: dict[str, RunSpec] = {}
+    students: dict[tuple[str, str, str], RunSpec] = {}
     for swept, document in suite.variants:
         c = _Collector()
         dataset = _dataset_config(document["dataset"])
@@ -698,7 +699,10 @@ def plan(suite: Suite) -> list[RunSpec]:
             if checkpoint is not None:
                 teacher_specs[canonical] = str(checkpoint)
                 continue
-            teacher_schedule = resolve_schedule({**schedule, **(settings.get("schedule") or {})}, c, "")
+            own = settings.get("schedule") or {}
+            own = {"preset": own} if isinstance(own, str) else own
+            # a teacher's own preset starts afresh; plain keys refine the suite's schedule
+            teacher_schedule = resolve_schedule(own if "preset" in own else {**schedule, **own}, c, "")
             spec = RunSpec(
                 kind="teacher",
                 dataset=dataset,
@@ -714,7 +718,6 @@ def plan(suite: Suite) -> list[RunSpec]:
                 sweep={k: v for k, v in swept.items() if not k.startswith(("methods.", "seeds", "pairs"))},
             )
             teacher_specs[canonical] = spec
-            teachers.setdefault(spec.run_id, spec)
         methods = [
             resolve_method(str(label), settings, c) for label, settings in (document.get("methods") or {}).items()
         ]
@@ -722,6 +725,8 @@ def plan(suite: Suite) -> list[RunSpec]:
         for pair in document.get("pairs") or []:
             teacher, student = MODELS.canonical(pair[0]), MODELS.canonical(pair[1])
             source = teacher_specs[teacher]
+            if isinstance(source, RunSpec):  # only teachers of some pair are trained
+                teachers.setdefault(source.run_id, source)
             for method in methods:
                 assert method is not None  # validated
                 relevant = {

@@ -204,3 +204,13 @@ def test_broken_files_and_overrides_are_reported(tmp_path, write_suite) -> None:
         load_suite(write_suite(tiny_suite()), ["schedule.epochs"])
     with pytest.raises(SuiteError, match="a suite must be a mapping"):
         load_suite(write_suite([1, 2]))  # type: ignore[arg-type]
+
+
+def test_only_teachers_of_some_pair_train_and_a_teachers_own_preset_counts(write_suite) -> None:
+    document = tiny_suite(teachers={"resnet8": {"schedule": "crd"}, "resnet110": {}})
+    runs = plan(load_suite(write_suite(document)))
+    teachers = [r for r in runs if r.kind == "teacher"]
+    assert [t.student for t in teachers] == ["resnet8"]  # resnet110 is in no pair
+    assert teachers[0].schedule["milestones"] == [150, 180, 210]
+    refined = plan(load_suite(write_suite(tiny_suite(teachers={"resnet8": {"schedule": {"epochs": 9}}}))))
+    assert refined[0].schedule["epochs"] == 9 and refined[0].schedule["batch_size"] == 16

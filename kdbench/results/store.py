@@ -157,24 +157,37 @@ RESULT_COLUMNS = [
 
 
 def results_frame(runs: Sequence[RunSpec], store: ResultStore):  # -> pandas.DataFrame
-    """One row per planned (run, report cell): the long-form frame every report is pivoted from."""
+    """One row per planned (run, report cell): the long-form frame every report is pivoted from.
+
+    Each distinct run's files are read once, by a small thread pool (reading thousands of small files
+    is latency-bound, on shared cluster storage most of all).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     import pandas as pd
 
-    rows = []
-    status_cache: dict[str, tuple[str, dict | None, dict | None]] = {}
+    distinct: dict[str, RunSpec] = {}
     for spec in runs:
-        run_id = spec.run_id
-        if run_id not in status_cache:
-            if spec.not_applicable:
-                status_cache[run_id] = (NOT_APPLICABLE, None, None)
-            else:
-                result = store.result(run_id)
-                status = DONE if result is not None else store.status(run_id)
-                failure = store.failure(run_id) if status == FAILED else None
-                status_cache[run_id] = (status, result, failure)
-        status, result, failure = status_cache[run_id]
+        distinct.setdefault(spec.run_id, spec)
+
+    def read(spec: RunSpec) -> tuple[str, dict | None, str | None, str]:
+        if spec.not_applicable:
+            return NOT_APPLICABLE, None, None, ""
+        result = store.result(spec.run_id)
+        status = DONE if result is not None else store.status(spec.run_id)
+        failure = (store.failure(spec.run_id) or {}).get("reason") if status == FAILED else None
+        params = json.dumps({"terms": spec.config()["terms"], "ce_weight": spec.ce_weight}, sort_keys=True)
+        return status, result, failure, params
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        records = dict(zip(distinct, pool.map(read, distinct.values()), strict=True))
+
+    rows = []
+    for spec in runs:
+        status, result, failure, params = records[spec.run_id]
+        result = result or {}
         row = {
-            "run_id": run_id,
+            "run_id": spec.run_id,
             "suite": spec.suite,
             "dataset": spec.dataset["name"],
             "kind": spec.kind,
@@ -182,15 +195,15 @@ def results_frame(runs: Sequence[RunSpec], store: ResultStore):  # -> pandas.Dat
             "student": spec.student,
             "method": spec.method,
             "terms": "+".join(name for name, _ in spec.terms),
-            "params": json.dumps({"terms": spec.config()["terms"], "ce_weight": spec.ce_weight}, sort_keys=True),
+            "params": params,
             "sweep": json.dumps(spec.sweep, sort_keys=True),
             "seed": spec.seed,
             "status": status,
             "na_reason": spec.not_applicable,
-            "failure": (failure or {}).get("reason"),
+            "failure": failure,
         }
         for column in RESULT_COLUMNS:
-            row[column] = (result or {}).get(column)
+            row[column] = result.get(column)
         rows.append(row)
     frame = pd.DataFrame(rows, columns=None if rows else ["run_id"])
     for column in RESULT_COLUMNS:
