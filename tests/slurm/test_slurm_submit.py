@@ -24,12 +24,15 @@ def _submit_in_child(suite_path: str, root: str, profile, start, answers) -> Non
     answers.put((dict(summary.submitted), dict(summary.already_queued)))
 
 
-def test_suite_trains_teacher_first_in_arrays_and_resubmits_nothing(cluster, tmp_path: Path) -> None:
-    suite_path, runs = cluster.suite(tmp_path, seeds=[0, 1])
+def test_suite_trains_teachers_first_in_arrays_and_resubmits_nothing(cluster, tmp_path: Path) -> None:
+    # Two teachers (one array), each with two KD students (seeds 0 and 1): one array per teacher.
+    pairs = [["resnet8", "resnet8"], ["resnet14", "resnet8"]]
+    suite_path, runs = cluster.suite(tmp_path, seeds=[0, 1], teachers={"resnet8": {}, "resnet14": {}}, pairs=pairs,
+                                     methods={"KD": {"use": "kd"}})
     store = ResultStore(tmp_path / "results")
     profile = cluster.profile()
     run_ids = {spec.run_id for spec in runs}
-    teacher = next(spec for spec in runs if spec.kind == "teacher")
+    teachers = [spec for spec in runs if spec.kind == "teacher"]
 
     # Two shells submit the same suite at the same moment: every run is submitted exactly once.
     context = multiprocessing.get_context("fork")
@@ -47,44 +50,44 @@ def test_suite_trains_teacher_first_in_arrays_and_resubmits_nothing(cluster, tmp
     later = min(outcomes, key=lambda outcome: len(outcome[0]))
     assert set(later[1]) == run_ids - set(later[0])  # what it did not submit, it saw queued
 
-    # Job arrays per dependency level: the two Vanilla seeds share one array with no dependency, the two
-    # KD seeds another, held with afterok on the teacher's job.
+    # Job arrays per dependency level: the teachers in one array; each teacher's students in an array
+    # held with afterok on that teacher's own array task.
     records = {run_id: read_record(store, run_id) for run_id in run_ids}
-    by_method: dict[str, list[dict]] = {}
-    for spec in runs:
-        by_method.setdefault(spec.method, []).append(records[spec.run_id])
-    teacher_job = records[teacher.run_id]["job_id"]
-    for method, dependency in (("Vanilla", None), ("KD", f"afterok:{teacher_job}")):
-        group = by_method[method]
-        assert len({record["array_job_id"] for record in group}) == 1, group
-        assert sorted(record["array_index"] for record in group) == [0, 1]
-        assert all(record["dependency"] == dependency for record in group)
+    teacher_records = [records[spec.run_id] for spec in teachers]
+    assert len({record["array_job_id"] for record in teacher_records}) == 1
+    assert sorted(record["array_index"] for record in teacher_records) == [0, 1]
+    for teacher in teachers:
+        teacher_job = records[teacher.run_id]["job_id"]
+        students = [records[spec.run_id] for spec in runs if spec.teacher_run == teacher.run_id]
+        assert len(students) == 2 and len({record["array_job_id"] for record in students}) == 1
+        assert sorted(record["array_index"] for record in students) == [0, 1]
+        assert all(record["dependency"] == f"afterok:{teacher_job}" for record in students)
 
     states = cluster.wait_final(store, runs, timeout_s=240)
     assert {run_id: state.state for run_id, state in states.items()} == dict.fromkeys(run_ids, "done")
     for spec in runs:
         result = store.result(spec.run_id)
         assert result is not None and 0.0 <= result["top1_last"] <= 100.0
-    teacher_end = cluster.sacct_times(teacher_job)[1]
-    for record in by_method["KD"]:
-        assert cluster.sacct_times(record["job_id"])[0] >= teacher_end
+        if spec.teacher_run:  # started only after its own teacher had ended
+            teacher_end = cluster.sacct_times(records[spec.teacher_run]["job_id"])[1]
+            assert cluster.sacct_times(records[spec.run_id]["job_id"])[0] >= teacher_end
 
     again = submit_suite(runs, store, profile)
     assert again.submitted == {} and sorted(again.already_done) == sorted(run_ids)
-    assert slurm_states(store, runs)[teacher.run_id].state == "done"
+    assert {state.state for state in slurm_states(store, runs).values()} == {"done"}
 
     # A SLURM run equals the same run trained here with the same thread count.
-    vanilla = next(spec for spec in runs if spec.method == "Vanilla" and spec.seed == 0)
+    teacher = teachers[0]
     local = ResultStore(tmp_path / "local")
     threads = torch.get_num_threads()
     torch.set_num_threads(profile.cpus_per_run)
     try:
-        here = train_run(local.write_spec(vanilla))
+        here = train_run(local.write_spec(teacher))
     finally:
         torch.set_num_threads(threads)
-    there = store.result(vanilla.run_id)
+    there = store.result(teacher.run_id)
     assert (here["top1_last"], here["test_loss_last"]) == (there["top1_last"], there["test_loss_last"])
-    assert _losses(local.run_dir(vanilla.run_id)) == _losses(store.run_dir(vanilla.run_id))
+    assert _losses(local.run_dir(teacher.run_id)) == _losses(store.run_dir(teacher.run_id))
 
 
 def _losses(run_dir: Path) -> list[dict]:
