@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from kdbench.methods import METHODS
-from kdbench.methods.base import DistillLoss
+from kdbench.methods.base import DistillLoss, full_precision
 from kdbench.methods.connectors import match_spatial
 from kdbench.models.base import Features, StagedModel
 
@@ -29,6 +29,7 @@ def attention_map(feature: torch.Tensor, p: float) -> torch.Tensor:
     return F.normalize(feature.pow(p).mean(1).flatten(1))
 
 
+@full_precision
 def attention_loss(student_map: torch.Tensor, teacher_map: torch.Tensor, p: float) -> torch.Tensor:
     student_map, teacher_map = match_spatial(student_map, teacher_map)
     return (attention_map(student_map, p) - attention_map(teacher_map, p)).pow(2).mean()

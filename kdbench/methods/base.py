@@ -11,15 +11,53 @@ baselines (gamma * CE + alpha * KD + beta * method loss).
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kdbench.models.base import Features, StagedModel, StageInfo
+
+LossFunction = TypeVar("LossFunction", bound=Callable[..., torch.Tensor])
+
+
+def _widen(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() and value.element_size() < 4 else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_widen(v) for v in value)
+    return value
+
+
+def _first_tensor(values: Sequence[Any]) -> torch.Tensor | None:
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            return value
+        if isinstance(value, (list, tuple)) and (found := _first_tensor(value)) is not None:
+            return found
+    return None
+
+
+def full_precision(loss: LossFunction) -> LossFunction:
+    """Run a loss formula at float32 or wider even under mixed precision (autocast off, half inputs widened).
+
+    The reference code computes every loss in float32; under bf16 autocast, matmuls such as Gram
+    and FSP matrices would otherwise run in bf16 (3 significant digits). The features themselves
+    and any connector modules stay in the caller's precision.
+    """
+
+    @functools.wraps(loss)
+    def wrapper(*args: Any, **kwargs: Any) -> torch.Tensor:
+        first = _first_tensor([*args, *kwargs.values()])
+        device_type = first.device.type if first is not None else "cpu"
+        with torch.autocast(device_type=device_type, enabled=False):
+            return loss(*(_widen(a) for a in args), **{k: _widen(v) for k, v in kwargs.items()})
+
+    return wrapper  # type: ignore[return-value]
 
 
 class DistillLoss(nn.Module):

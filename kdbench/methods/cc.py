@@ -20,10 +20,11 @@ import torch
 from torch import nn
 
 from kdbench.methods import METHODS
-from kdbench.methods.base import DistillLoss
+from kdbench.methods.base import DistillLoss, full_precision
 from kdbench.models.base import Features, StagedModel
 
 
+@full_precision
 def correlation_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor) -> torch.Tensor:
     delta = (student_embedding - teacher_embedding).abs()
     return (delta[:-1] * delta[1:]).sum(1).mean()

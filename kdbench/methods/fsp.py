@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from kdbench.methods import METHODS
-from kdbench.methods.base import DistillLoss
+from kdbench.methods.base import DistillLoss, full_precision
 from kdbench.methods.connectors import match_spatial
 from kdbench.models.base import Features, StagedModel, StageInfo
 
@@ -48,6 +48,7 @@ def fsp_matrices(maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return matrices
 
 
+@full_precision
 def fsp_loss(student_maps: Sequence[torch.Tensor], teacher_maps: Sequence[torch.Tensor]) -> torch.Tensor:
     pairs = zip(fsp_matrices(student_maps), fsp_matrices(teacher_maps), strict=True)
     return sum((s - t).pow(2).mean() for s, t in pairs)

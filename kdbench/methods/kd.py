@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from kdbench.methods import METHODS
-from kdbench.methods.base import DistillLoss
+from kdbench.methods.base import DistillLoss, full_precision
 from kdbench.models.base import Features, StagedModel
 
 
+@full_precision
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """tau^2 * KL(softmax(z_T / tau) || softmax(z_S / tau)), batch mean."""
     log_p_student = F.log_softmax(student_logits / temperature, dim=1)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from kdbench.methods import METHODS
-from kdbench.methods.base import DistillLoss
+from kdbench.methods.base import DistillLoss, full_precision
 from kdbench.methods.connectors import match_spatial
 from kdbench.models.base import Features, StagedModel
 
@@ -28,6 +28,7 @@ def polynomial_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bin,bjn->bji", a, b).pow(2)
 
 
+@full_precision
 def nst_loss(student_map: torch.Tensor, teacher_map: torch.Tensor) -> torch.Tensor:
     student_map, teacher_map = match_spatial(student_map, teacher_map)
     student_units = F.normalize(student_map.flatten(2), dim=2)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from kdbench.methods import METHODS
-from kdbench.methods.base import DistillLoss
+from kdbench.methods.base import DistillLoss, full_precision
 from kdbench.models.base import Features, StagedModel
 
 
@@ -31,6 +31,7 @@ def similarity_distribution(embedding: torch.Tensor, eps: float) -> torch.Tensor
     return similarity / similarity.sum(1, keepdim=True)
 
 
+@full_precision
 def pkt_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     dtype = student_embedding.dtype
     student_p = similarity_distribution(student_embedding.flatten(1).double(), eps)

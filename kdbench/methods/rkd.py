@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from kdbench.methods import METHODS
-from kdbench.methods.base import DistillLoss
+from kdbench.methods.base import DistillLoss, full_precision
 from kdbench.models.base import Features, StagedModel
 
 
@@ -43,6 +43,7 @@ def angle_cosines(embedding: torch.Tensor) -> torch.Tensor:
     return torch.bmm(differences, differences.transpose(1, 2)).flatten()
 
 
+@full_precision
 def rkd_loss(
     student_embedding: torch.Tensor, teacher_embedding: torch.Tensor, distance_weight: float, angle_weight: float
 ) -> torch.Tensor:

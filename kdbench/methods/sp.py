@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from kdbench.methods import METHODS
-from kdbench.methods.base import DistillLoss
+from kdbench.methods.base import DistillLoss, full_precision
 from kdbench.models.base import Features, StagedModel
 
 
+@full_precision
 def similarity_loss(student_map: torch.Tensor, teacher_map: torch.Tensor) -> torch.Tensor:
     batch = student_map.shape[0]
     student_flat, teacher_flat = student_map.reshape(batch, -1), teacher_map.reshape(batch, -1)

@@ -96,6 +96,8 @@ def test_training_steps_leave_the_teacher_untouched(name: str, pair: tuple[str, 
     teacher = distiller.teacher
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()} if teacher is not None else {}
     student_before = {k: v.clone() for k, v in distiller.student.state_dict().items()}
+    if teacher is not None:
+        teacher.train()  # even so, putting the distiller in train mode puts the teacher back in eval mode
     distiller.train()
     assert teacher is None or not teacher.training
     optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
@@ -166,6 +168,19 @@ def test_training_on_synthetic_data_lowers_the_objective(name: str, pair: tuple[
         loss.backward()
         optimizer.step()
     assert all(later < earlier for earlier, later in zip(objective, objective[1:], strict=False)), objective
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_losses_stay_float32_under_bf16_autocast(name: str) -> None:
+    """Mixed precision may run the networks in bf16, never the loss formulas (the reference is float32)."""
+    distiller = make_distiller(name, ("resnet8", "resnet8"))
+    images, labels = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = all_losses(distiller, images, labels)
+    assert all(value.dtype == torch.float32 for value in losses.values()), {k: v.dtype for k, v in losses.items()}
+    reference = all_losses(distiller, images, labels)
+    for key, value in losses.items():  # same objective up to the bf16 features, not bf16 arithmetic
+        assert torch.allclose(value, reference[key], rtol=0.1), key
 
 
 @pytest.mark.parametrize("name", METHODS.names())
