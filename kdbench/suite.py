@@ -588,6 +588,9 @@ def _method_params(name: str, params: Any, c: _Collector, path: str) -> dict:
         if key in defaults:
             _check_type(c, _join(path, key), value, defaults[key])
             resolved[key] = float(value) if isinstance(defaults[key], float) and isinstance(value, int) else value
+    if not any(p.path.startswith(path) for p in c.problems):
+        for message in METHODS.get(name).parameter_problems(resolved):
+            c.add(path, message)
     return resolved
 
 

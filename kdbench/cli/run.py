@@ -32,6 +32,23 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
     parser.add_argument(
+        "--profile-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile key, e.g. --profile-set time_min=60 (repeatable)",
+    )
+    parser.add_argument(
+        "--wait", action="store_true", help="with --executor slurm: wait for the jobs, then print the report"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train N runs at once in worker processes (they share the device)",
+    )
+    parser.add_argument(
         "--retry-failed", action="store_true", help="train failed runs again (their old failure is kept)"
     )
     parser.add_argument("--no-report", action="store_true", help="do not print the report at the end")
@@ -74,9 +91,26 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary.failed or summary.blocked else 0
 
 
-def _run_slurm(args, suite, runs, store) -> int:
+def _run_slurm(args: argparse.Namespace, suite, runs, store) -> int:
     from kdbench.executors import slurm
 
-    profile = slurm.load_profile(args.profile or "local", [])
-    slurm.submit_suite(unique_runs(runs), store, profile, retry_failed=args.retry_failed)
-    return 0
+    try:
+        profile = slurm.load_profile(args.profile or "local", args.profile_set)
+        summary = slurm.submit_suite(
+            unique_runs(runs),
+            store,
+            profile,
+            retry_failed=args.retry_failed,
+            device=args.device,
+            data_root=args.data_root,
+        )
+    except (ValueError, slurm.SlurmError) as error:
+        raise UserError(str(error)) from None
+    print(summary.describe())
+    if args.wait:
+        slurm.wait_for_suite(store, unique_runs(runs), poll_s=10)
+        if not args.no_report:
+            from kdbench.cli import report
+
+            report.print_summary_table(args, runs, store)
+    return 1 if summary.failed or summary.blocked else 0

@@ -29,10 +29,19 @@ def run(args: argparse.Namespace) -> int:
     suite, runs = plan_from_args(args)
     store = store_from_args(args)
     distinct = unique_runs(runs)
-    states = {}
+    # SLURM's view for runs that were submitted (it only asks SLURM about those), the store's for the rest
+    from kdbench.executors.slurm import describe_state, slurm_states
+
+    cluster = slurm_states(store, [s for s in distinct if not s.not_applicable])
+    states, details = {}, {}
     for spec in distinct:
         if spec.not_applicable:
             states[spec.run_id] = NOT_APPLICABLE
+            continue
+        submitted = cluster.get(spec.run_id)
+        if submitted is not None and submitted.state not in ("not-submitted",):
+            states[spec.run_id] = submitted.state
+            details[spec.run_id] = submitted
             continue
         state = store.status(spec.run_id)
         if state not in (DONE, FAILED) and spec.teacher_run and store.status(spec.teacher_run) == FAILED:
@@ -41,14 +50,37 @@ def run(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     for state in states.values():
         counts[state] = counts.get(state, 0) + 1
-    order = ["done", "running", "interrupted", "pending", "blocked", "failed", "na"]
+    order = [
+        "done",
+        "running",
+        "requeued",
+        "pending",
+        "interrupted",
+        "blocked",
+        "failed",
+        "cancelled",
+        "lost",
+        "unknown",
+        "na",
+    ]
     print(f"suite {suite.name}: {len(distinct)} runs")
-    print("  " + ", ".join(f"{counts[s]} {s}" for s in order if s in counts))
+    print(
+        "  " + ", ".join(f"{counts[s]} {s}" for s in sorted(counts, key=lambda s: order.index(s) if s in order else 99))
+    )
     if args.verbose:
-        rows = [[s.run_id, describe(s), states[s.run_id]] for s in distinct]
-        print(tabulate(rows, headers=["run", "what", "status"]))
+        rows = [
+            [s.run_id, describe(s), states[s.run_id], getattr(details.get(s.run_id), "job_id", "")] for s in distinct
+        ]
+        print(tabulate(rows, headers=["run", "what", "status", "slurm job"]))
     for spec in distinct:
-        if states[spec.run_id] == FAILED:
+        if spec.run_id in details and states[spec.run_id] not in (DONE, "pending", "running"):
+            state = details[spec.run_id]
+            print(f"  {state.state:<8} {spec.run_id}  {describe(spec)}: {describe_state(state)}")
+            if state.log_path:
+                print(f"           log: {state.log_path}")
+            if state.log_tail:
+                print("\n".join("           | " + line for line in state.log_tail.splitlines()))
+        elif states[spec.run_id] == FAILED:
             failure = store.failure(spec.run_id) or {}
             print(f"  failed   {spec.run_id}  {describe(spec)}: {failure.get('reason', '?')}")
             print(f"           see {store.run_dir(spec.run_id)}")
