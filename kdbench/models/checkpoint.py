@@ -28,7 +28,7 @@ from kdbench.models.vgg import VGG
 from kdbench.models.wrn import WideResNet
 
 #: (regex matching the start of our key, the CRD code's replacement for it)
-Rule = tuple[str, "str | Callable[[re.Match[str]], str]"]
+Rule = tuple[str, str | Callable[[re.Match[str]], str]]
 
 _STAGE_BLOCK = r"stages\.(\d+)\.blocks\.(\d+)\."
 
@@ -122,8 +122,8 @@ def to_crd_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {mapping[key]: value.detach().cpu() for key, value in model.state_dict().items()}
 
 
-def _listed(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_SHOWN_KEYS])
+def _listed(keys: list[str], separator: str = ", ") -> str:
+    shown = separator.join(keys[:_SHOWN_KEYS])
     return f"{shown}, ... ({len(keys) - _SHOWN_KEYS} more)" if len(keys) > _SHOWN_KEYS else shown
 
 
@@ -137,7 +137,8 @@ def from_crd_state_dict(
     torch < 0.4.1) is taken from ``model``: it does not change the outputs.
     """
     ours = model.state_dict()
-    crd_to_ours = {crd: key for key, crd in crd_key_map(model).items()}
+    ours_to_crd = crd_key_map(model)
+    crd_to_ours = {crd: key for key, crd in ours_to_crd.items()}
     missing = [
         crd for crd, key in crd_to_ours.items() if crd not in crd_state and not key.endswith("num_batches_tracked")
     ]
@@ -148,7 +149,8 @@ def from_crd_state_dict(
         if crd in crd_state and tuple(crd_state[crd].shape) != tuple(ours[key].shape)
     ]
     if missing or unexpected or mismatched:
-        lines = [f"{source} does not fit the model ({type(model).__name__}), so nothing was loaded:"]
+        described = f"{type(model).__name__} with {ours['classifier.weight'].shape[0]} classes"
+        lines = [f"{source} does not fit the model ({described}), so nothing was loaded:"]
         if missing:
             lines.append(f"  missing keys ({len(missing)}): {_listed(missing)}")
         if unexpected:
@@ -157,8 +159,8 @@ def from_crd_state_dict(
             shapes = [
                 f"{crd} is {list(found)} in the file, {list(wanted)} in the model" for crd, found, wanted in mismatched
             ]
-            lines.append(f"  shape mismatches ({len(mismatched)}): {_listed(shapes)}")
-        classifier = crd_key_map(model).get("classifier.weight")
+            lines.append(f"  shape mismatches ({len(mismatched)}): {_listed(shapes, '; ')}")
+        classifier = ours_to_crd["classifier.weight"]
         if not missing and not unexpected and classifier in crd_state:
             found, wanted = crd_state[classifier].shape[0], ours["classifier.weight"].shape[0]
             if found != wanted:
@@ -175,7 +177,10 @@ def _read(path: Path) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several kinds for a file that is not a safe checkpoint
-        raise ValueError(f"{path}: cannot be read as a PyTorch checkpoint: {error}") from None
+        raise ValueError(
+            f"{path}: cannot be read as a PyTorch checkpoint (only tensors, plain values and argparse options "
+            f"are unpickled, for safety): {error}"
+        ) from None
 
 
 def _is_state_dict(value: object) -> bool:
