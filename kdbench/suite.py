@@ -68,7 +68,7 @@ TOP_LEVEL_KEYS = {
     "include": "suite file(s) this one extends (paths relative to this file)",
     "dataset": "data set name, or {name: ..., root: ..., download: ..., loader: ..., <params>}",
     "schedule": "a preset name or {preset, epochs, batch_size, lr, milestones, lr_decay, momentum, weight_decay, ...}",
-    "training": "{precision: fp32|bf16, channels_last: bool}",
+    "training": "{precision: fp32|bf16, channels_last: bool, deterministic: bool} (CUDA settings)",
     "seeds": "list of integer seeds",
     "teachers": "{model: {checkpoint: PATH} or {seed: N, schedule: {...}}}",
     "teacher_checkpoints": "a folder of CRD-format teachers (<name>_vanilla/ckpt_epoch_240.pth) used by every teacher",
@@ -90,7 +90,7 @@ SCHEDULE_KEYS = {
 }
 DATASET_COMMON_KEYS = {"name", "root", "download", "loader"}
 PRECISIONS = ["fp32", "bf16"]
-TRAINING_KEYS = {"precision": "fp32", "channels_last": False}
+TRAINING_KEYS = {"precision": "fp32", "channels_last": True, "deterministic": False}
 #: dataset keys that say where the data lives, not what it is: left out of run ids
 DATASET_LOCATION_KEYS = {"root", "download", "cache_dir"}
 
@@ -435,8 +435,9 @@ def resolve_training(training: Any, c: _Collector) -> dict:
     resolved = {**TRAINING_KEYS, **{k: v for k, v in training.items() if k in TRAINING_KEYS}}
     if resolved["precision"] not in PRECISIONS:
         c.add("training.precision", unknown_name_message("precision", resolved["precision"], PRECISIONS))
-    if not isinstance(resolved["channels_last"], bool):
-        c.add("training.channels_last", f"expected true or false, got {_describe(resolved['channels_last'])}")
+    for key in ("channels_last", "deterministic"):
+        if not isinstance(resolved[key], bool):
+            c.add(f"training.{key}", f"expected true or false, got {_describe(resolved[key])}")
     return resolved
 
 

@@ -250,6 +250,11 @@ def _train(
     data = load_data(spec, data_root)
     loaders = make_loaders(spec, data, device)
     use_bf16 = spec.training.get("precision") == "bf16" and device.type == "cuda"
+    if device.type == "cuda":
+        # cuDNN picks the fastest kernels unless bit-reproducible runs are asked for (CPU runs always are)
+        deterministic = bool(spec.training.get("deterministic"))
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
 
     def autocast():
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 TINY_DATA = {"name": "synthetic", "num_classes": 4, "image_size": 8, "train_size": 48, "test_size": 24}
@@ -37,3 +39,18 @@ def write_suite(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def single_thread(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tiny models run faster on one intra-op thread than on several fighting over 2 cores.
+
+    Not for the slurm tests: they compare jobs with in-process runs at the job's own thread count.
+    """
+    if request.node.get_closest_marker("slurm"):
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

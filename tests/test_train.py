@@ -74,7 +74,8 @@ def test_kill_9_mid_epoch_resumes_to_the_same_result(write_suite, tmp_path) -> N
     train_teacher_and_kd(other, runs)
     reference = train_run(other.run_dir(runs[-1].run_id if runs[-1].method == "KD" else runs[2].run_id))
 
-    code = f"from kdbench.train import train_run; train_run({str(kd_dir)!r})"
+    # one thread, as this test process runs (see conftest): CPU numbers depend on the thread count
+    code = f"import torch; torch.set_num_threads(1); from kdbench.train import train_run; train_run({str(kd_dir)!r})"
     process = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parent.parent)
     deadline = time.monotonic() + 120
     metrics = kd_dir / "metrics.jsonl"
