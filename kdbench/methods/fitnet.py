@@ -103,6 +103,8 @@ class FitNet(DistillLoss):
         return F.mse_loss(self.regressor(student_map), teacher_map)
 
     def forward(self, student: Features, teacher: Features, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.weight == 0:
+            return {}  # e.g. the original FitNet's second stage: nothing to compute
         return {"fitnet": self.weight * self.hint_loss(student, teacher)}
 
     def init_epochs(self) -> int:
