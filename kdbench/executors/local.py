@@ -10,7 +10,6 @@ command resumes.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -157,7 +156,7 @@ def run_local(
                 store.write_spec(spec)
                 finish(spec, *train_locked(store_root, spec.run_id, device, data_root, progress, stop_after_epochs))
         else:
-            threads = max(1, (os.cpu_count() or 1) // workers)
+            threads = None  # CPU runs set their own (kdbench.train.cpu_threads); CUDA runs need few
             context = multiprocessing.get_context("spawn")  # fork and CUDA do not mix
             with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
                 futures: dict[Future, RunSpec] = {}
