@@ -45,13 +45,8 @@ def train_locked(
     data_root: str | None,
     progress: bool,
     stop_after_epochs: int | None,
-    threads: int | None = None,
 ) -> tuple[str, str | dict]:
     """Train one run under its lock: ("done", result) | ("interrupted", _) | ("busy" | "failed", reason)."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     store = ResultStore(store_root)
     run_dir = store.run_dir(run_id)
     try:
@@ -149,14 +144,11 @@ def run_local(
                     pending.append(spec)
                     continue
                 if reason:
-                    bar.update(1)
-                    summary.blocked.append(spec.run_id)
-                    emit(f"  blocked  {spec.run_id}  {describe(spec)}: {reason}")
+                    finish(spec, "blocked", reason)
                     continue
                 store.write_spec(spec)
                 finish(spec, *train_locked(store_root, spec.run_id, device, data_root, progress, stop_after_epochs))
         else:
-            threads = None  # CPU runs set their own (kdbench.train.cpu_threads); CUDA runs need few
             context = multiprocessing.get_context("spawn")  # fork and CUDA do not mix
             with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
                 futures: dict[Future, RunSpec] = {}
@@ -169,13 +161,11 @@ def run_local(
                             continue
                         pending.remove(spec)
                         if reason:
-                            bar.update(1)
-                            summary.blocked.append(spec.run_id)
-                            emit(f"  blocked  {spec.run_id}  {describe(spec)}: {reason}")
+                            finish(spec, "blocked", reason)
                             continue
                         store.write_spec(spec)
                         in_flight_ids.add(spec.run_id)
-                        job = (store_root, spec.run_id, device, data_root, False, stop_after_epochs, threads)
+                        job = (store_root, spec.run_id, device, data_root, False, stop_after_epochs)
                         futures[pool.submit(train_locked, *job)] = spec
                     if not futures:
                         continue
