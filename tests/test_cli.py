@@ -87,3 +87,13 @@ def test_smoke_suite_validates_and_plans(capsys) -> None:
     smoke = Path(__file__).parent.parent / "suites" / "smoke.yaml"
     assert main(["plan", str(smoke), "--results-dir", "/nonexistent-results"]) == 0
     assert "7 runs to train (1 teachers, 6 students" in capsys.readouterr().out
+
+
+def test_missing_data_stops_run_before_any_training(write_suite, tmp_path) -> None:
+    document = tiny_suite(dataset={"name": "cifar10", "root": str(tmp_path / "nodata")})
+    results = tmp_path / "results"
+    done = kdbench("run", str(write_suite(document)), "--results-dir", str(results))
+    assert done.returncode == 2
+    assert "CIFAR-10 not found" in done.stderr and "cifar-10-batches-py" in done.stderr
+    assert "https://www.cs.toronto.edu/~kriz/cifar" in done.stderr and "Traceback" not in done.stderr
+    assert not results.exists()  # nothing was written, nothing trained

@@ -59,6 +59,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     suite, runs = plan_from_args(args)
     store = store_from_args(args)
+    check_data(runs, store, args.data_root)
     if args.executor == "slurm":
         return _run_slurm(args, suite, runs, store)
     if args.profile:
@@ -89,6 +90,16 @@ def run(args: argparse.Namespace) -> int:
 
         report.print_summary_table(args, runs, store)
     return 1 if summary.failed or summary.blocked else 0
+
+
+def check_data(runs, store, data_root: str | None) -> None:
+    """A missing or incomplete data set stops here, before any training or submission (DataError, exit 2)."""
+    from kdbench.results.store import DONE
+    from kdbench.train import load_data
+
+    pending = [r for r in runs if not r.not_applicable and store.status(r.run_id) != DONE]
+    if pending:
+        load_data(pending[0], data_root)
 
 
 def _run_slurm(args: argparse.Namespace, suite, runs, store) -> int:
