@@ -28,11 +28,12 @@ from __future__ import annotations
 import os
 import pickle
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torchvision import datasets
 
 from kdbench.data import DATASETS
 from kdbench.data.base import Augmentation, DataError, DataSource, Split
@@ -65,15 +66,7 @@ class _PresenceChecked:
         self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
 
 
-class _CIFAR10Files(_PresenceChecked, datasets.CIFAR10):
-    pass
-
-
-class _CIFAR100Files(_PresenceChecked, datasets.CIFAR100):
-    pass
-
-
-def expected_files(stock: type[datasets.CIFAR10]) -> list[str]:
+def expected_files(stock: Any) -> list[str]:
     """The file names torchvision reads for one variant, in its folder."""
     return [name for name, _ in stock.train_list + stock.test_list] + [stock.meta["filename"]]
 
@@ -85,7 +78,7 @@ def _resolve_root(root: Path, folder: str) -> Path:
     return root
 
 
-def _layout_help(title: str, stock: type[datasets.CIFAR10], root: Path) -> str:
+def _layout_help(title: str, stock: Any, root: Path) -> str:
     return (
         f"{title} is expected in {root / stock.base_folder}/ with the files "
         f"{', '.join(expected_files(stock))}. Get the python version ({stock.filename}) from {CIFAR_PAGE} "
@@ -98,24 +91,41 @@ def _split(images: np.ndarray, targets: list[int]) -> Split:
     return Split(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(targets, dtype=torch.int64))
 
 
+@cache
+def _torchvision_classes(class_name: str) -> tuple[Any, Any]:
+    """torchvision's class and our presence-checked subclass of it; imported on first use only
+    (torchvision takes seconds to import, and planning or reporting never needs it)."""
+    from torchvision import datasets
+
+    stock = getattr(datasets, class_name)
+    return stock, type(f"_{class_name}Files", (_PresenceChecked, stock), {})
+
+
 @dataclass(frozen=True)
 class Variant:
-    """One CIFAR data set: its names, torchvision's class, our presence-checked subclass, its statistics."""
+    """One CIFAR data set: its names, torchvision's class (by name), its statistics."""
 
     name: str
     title: str
-    stock: type[datasets.CIFAR10]
-    checked: type[datasets.CIFAR10]
+    class_name: str
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
+    @property
+    def stock(self) -> Any:
+        return _torchvision_classes(self.class_name)[0]
 
-CIFAR10 = Variant("cifar10", "CIFAR-10", datasets.CIFAR10, _CIFAR10Files, 10, CIFAR10_MEAN, CIFAR10_STD)
-CIFAR100 = Variant("cifar100", "CIFAR-100", datasets.CIFAR100, _CIFAR100Files, 100, CIFAR100_MEAN, CIFAR100_STD)
+    @property
+    def checked(self) -> Any:
+        return _torchvision_classes(self.class_name)[1]
 
 
-def _read(variant: Variant, root: str, download: bool) -> tuple[datasets.CIFAR10, datasets.CIFAR10, Path]:
+CIFAR10 = Variant("cifar10", "CIFAR-10", "CIFAR10", 10, CIFAR10_MEAN, CIFAR10_STD)
+CIFAR100 = Variant("cifar100", "CIFAR-100", "CIFAR100", 100, CIFAR100_MEAN, CIFAR100_STD)
+
+
+def _read(variant: Variant, root: str, download: bool) -> tuple[Any, Any, Path]:
     """torchvision's train and test sets, or a DataError that says what is missing and how to get it."""
     title, stock = variant.title, variant.stock
     directory = _resolve_root(Path(root).expanduser(), stock.base_folder)

@@ -19,12 +19,11 @@ on batch order and, without augmentation, on every pixel.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
 
 from kdbench.data.base import Augmentation, Split, TensorBatches, epoch_generator
 from kdbench.registry import Registry, unknown_name_message
@@ -53,7 +52,7 @@ def batch_order(size: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor
 class TransformedSplit(Dataset):
     """A split seen through per-image PIL transforms, each image under its own seed for one epoch."""
 
-    def __init__(self, split: Split, transform: transforms.Compose, epoch_seed: int | None):
+    def __init__(self, split: Split, transform: Callable, epoch_seed: int | None):
         self.split = split
         self.transform = transform
         self.epoch_seed = epoch_seed
@@ -100,6 +99,8 @@ class TorchvisionBatches:
         self.channels_last = channels_last
         self.dtype = dtype
         self.num_workers = num_workers
+        from torchvision import transforms  # imported here: seconds to import, and only this path needs it
+
         steps: list = [transforms.ToPILImage()]
         self.augmented = augmentation is not None and (augmentation.crop_padding > 0 or augmentation.horizontal_flip)
         if augmentation is not None and augmentation.crop_padding > 0:
