@@ -12,7 +12,7 @@ from kdbench.results.store import ResultStore
 
 pytestmark = pytest.mark.slurm
 
-EPOCHS = 12
+EPOCHS = 80  # about 10 s of training: time to requeue it mid-run (CPU runs use one fast thread)
 
 
 def _metrics(run_dir: Path) -> list[dict]:
