@@ -23,8 +23,14 @@ def format_user_error(error: Exception) -> str:
     return f"kdbench: error: {error}"
 
 
-class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Examples keep their line breaks; a default is shown where there is one and the help does not say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, [], argparse.SUPPRESS) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 def add_command(subparsers, name: str, *, help: str, description: str, example: str) -> argparse.ArgumentParser:
