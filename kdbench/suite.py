@@ -561,7 +561,11 @@ def resolve_method(label: str, settings: Any, c: _Collector) -> MethodConfig | N
         c.add(f"{path}.ce_weight", f"expected a number, got {_describe(ce_weight)}")
         ce_weight = None
     terms = []
-    if combined:
+    if combined and isinstance(use, str) and use not in settings:
+        # one method under another label: its parameters may sit beside `use` ({use: fsp, init_epochs: 1})
+        params = {k: v for k, v in settings.items() if k not in ("use", "ce_weight")}
+        terms.append((canonical[0], _method_params(canonical[0], params, c, path)))
+    elif combined:
         # parameters live under each member's name: {use: [kd, srkd], srkd: {weight: 0.1}}
         member_keys = {n: canon for n, canon in zip(names, canonical, strict=True)}
         c.unknown_keys(path, settings, ["use", "ce_weight", *names])

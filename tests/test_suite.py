@@ -214,3 +214,13 @@ def test_only_teachers_of_some_pair_train_and_a_teachers_own_preset_counts(write
     assert teachers[0].schedule["milestones"] == [150, 180, 210]
     refined = plan(load_suite(write_suite(tiny_suite(teachers={"resnet8": {"schedule": {"epochs": 9}}}))))
     assert refined[0].schedule["epochs"] == 9 and refined[0].schedule["batch_size"] == 16
+
+
+def test_a_single_method_under_a_label_takes_its_parameters_beside_use(write_suite) -> None:
+    document = tiny_suite(
+        methods={"Hot": {"use": "kd", "temperature": 8}, "Warm": {"use": "kd", "kd": {"temperature": 2}}}
+    )
+    runs = [r for r in plan(load_suite(write_suite(document))) if r.kind == "student"]
+    assert [dict(r.terms)["kd"]["temperature"] for r in runs] == [8.0, 2.0]
+    message = problems_of(write_suite, tiny_suite(methods={"Hot": {"use": "kd", "temprature": 8}}))
+    assert "methods.Hot.temprature: unknown key 'temprature'. Did you mean 'temperature'?" in message
