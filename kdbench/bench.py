@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
@@ -185,13 +186,37 @@ class Workload:
         return json.dumps([*fields, self.precision, self.channels_last], sort_keys=True, default=str)
 
 
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, image_shape: Sequence[int], device: torch.device, seed: int) -> None:
+    """Give a randomly initialised network the BN statistics of its own activations, then eval mode.
+
+    In eval mode the BN layers of an untrained network (mean 0, variance 1) do not normalise, and the
+    activations of a deep residual network grow with depth until they overflow: a random frozen
+    teacher would feed inf into the losses (and inf arithmetic is not what a trained teacher costs).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a plain average over the calibration batches
+    model.train()
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(2):
+        model(torch.randn((32, *image_shape), generator=generator).to(device))
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.eval()
+
+
 def build_models(work: Workload, seed: int, device: torch.device) -> tuple[Any, Any]:
-    """A student (its init seeded as in training) and, for methods that use one, a teacher (random weights)."""
+    """A student (its init seeded as in training) and, for methods that use one, a teacher (random
+    weights, BN statistics calibrated)."""
     torch.manual_seed(derive_seed(seed, "student-init"))
     student = create_model(work.student, work.num_classes)
     teacher = None
     if uses_teacher(work.terms) and work.teacher is not None:
         teacher = create_model(work.teacher, work.num_classes).to(device)
+        calibrate_batchnorm(teacher, work.image_shape, device, seed)
     torch.manual_seed(derive_seed(seed, "method-init"))
     return student, teacher
 
@@ -224,6 +249,7 @@ class KdbenchPath:
             channels_last=channels_last,
         )
         self.init_epochs = self.distiller.init_epochs()
+        self.nonfinite_steps = 0
 
     def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return iter(self.loader.epoch(epoch))
@@ -233,8 +259,8 @@ class KdbenchPath:
         logits, losses = training_step(self.distiller, self.optimizer, images, labels, self.autocast)
         # what kdbench.train's loop does after every step
         loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss in the benchmark: {loss.item()}")
+        if not torch.isfinite(loss):  # training stops here; random data and teacher may diverge, timing goes on
+            self.nonfinite_steps += 1
         total = sum(value.item() for value in losses.values())
         (logits.argmax(1) == labels).sum().item()
         return total
@@ -355,14 +381,21 @@ def pool_size(settings: BenchSettings) -> int:
     return settings.batch_size * (max(settings.warmup, LATER_WINDOW_WARMUP) + settings.steps_per_window)
 
 
-def time_paths(paths: dict[str, KdbenchPath | ReferencePath], settings: BenchSettings) -> dict[str, list[float]]:
-    """Alternate the paths window by window (the order flipping each window); seconds per step per window."""
-    times: dict[str, list[float]] = {name: [] for name in paths}
+def time_paths(
+    paths: dict[Any, KdbenchPath | ReferencePath],
+    settings: BenchSettings,
+    progress: Callable[[str], None] | None = None,
+) -> dict[Any, list[float]]:
+    """Seconds per step of every path in each window; within a window the paths take turns, the order
+    flipping each window, so a machine whose speed drifts slows them alike and ratios stay meaningful."""
+    times: dict[Any, list[float]] = {key: [] for key in paths}
     order = list(paths)
     for window in range(settings.windows):
         warmup = settings.warmup if window == 0 else min(settings.warmup, LATER_WINDOW_WARMUP)
-        for name in order if window % 2 == 0 else reversed(order):
-            times[name].append(time_window(paths[name], window, warmup, settings.steps_per_window))
+        for key in order if window % 2 == 0 else reversed(order):
+            times[key].append(time_window(paths[key], window, warmup, settings.steps_per_window))
+        if progress:
+            progress(f"timed window {window + 1}/{settings.windows}")
     return times
 
 
@@ -379,6 +412,7 @@ class PairBench:
     result: dict = field(default_factory=dict)
     #: kdbench's step seconds by Workload.key(), reused by a suite projection
     measured: dict[str, float] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)  # method -> Workload.key()
 
 
 def describe_device(device: torch.device) -> str:
@@ -422,7 +456,7 @@ def bench_pair(
     split = random_split(pool_size(settings), num_classes, shape, settings.seed)
     workers = reference_num_workers(settings.num_workers)
     bench = PairBench(teacher, student, names, settings)
-    rows: dict[str, dict] = {}
+    paths: dict[tuple[str, str], KdbenchPath | ReferencePath] = {}
     for name in names:
         work = Workload(
             teacher=teacher,
@@ -435,13 +469,17 @@ def bench_pair(
             precision=settings.precision,
             channels_last=settings.channels_last,
         )
-        paths = {
-            "kdbench": KdbenchPath(work, split, settings.seed, device),
-            "reference": ReferencePath(work, split, settings.seed, device, workers),
-        }
-        times = time_paths(paths, settings)
-        kdbench_s, reference_s = statistics.median(times["kdbench"]), statistics.median(times["reference"])
-        bench.measured[work.key()] = kdbench_s
+        paths[name, "kdbench"] = KdbenchPath(work, split, settings.seed, device)
+        paths[name, "reference"] = ReferencePath(work, split, settings.seed, device, workers)
+        bench.keys[name] = work.key()
+    # every method and path in each window: the overhead over vanilla is as robust to drift as the speed-up
+    times = time_paths(paths, settings, progress)
+    nonfinite = {name: paths[name, "kdbench"].nonfinite_steps for name in names}
+    del paths
+    rows: dict[str, dict] = {}
+    for name in names:
+        kdbench_s, reference_s = statistics.median(times[name, "kdbench"]), statistics.median(times[name, "reference"])
+        bench.measured[bench.keys[name]] = kdbench_s
         rows[name] = {
             "kdbench_step_s": kdbench_s,
             "reference_step_s": reference_s,
@@ -449,12 +487,10 @@ def bench_pair(
             "reference_images_per_s": settings.batch_size / reference_s,
             "speedup": reference_s / kdbench_s,
             "overhead_vs_vanilla": None,  # filled below
-            "kdbench_windows_s": times["kdbench"],
-            "reference_windows_s": times["reference"],
+            "kdbench_windows_s": times[name, "kdbench"],
+            "reference_windows_s": times[name, "reference"],
+            "nonfinite_steps": nonfinite[name],  # random data and teacher: a diverging loss does not stop the timing
         }
-        if progress:
-            progress(f"{name}: kdbench {1e3 * kdbench_s:.1f} ms/step, reference {1e3 * reference_s:.1f} ms/step")
-        del paths
     for row in rows.values():
         row["overhead_vs_vanilla"] = row["kdbench_step_s"] / rows["vanilla"]["kdbench_step_s"]
     bench.result = {
@@ -498,6 +534,7 @@ def eval_step_seconds(
     """One test batch through ``kdbench.train.evaluate`` (median of ``repeats`` passes after one untimed)."""
     torch.manual_seed(settings.seed)
     model = create_model(model_name, work.num_classes).to(device)
+    calibrate_batchnorm(model, work.image_shape, device, settings.seed)
     channels_last = work.channels_last and device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -591,7 +628,9 @@ def project_suite(
             }
             del kdbench
             if progress:
-                progress(f"{spec.method} {spec.teacher or '-'} -> {spec.student}: {1e3 * step_times[key]:.1f} ms/step")
+                progress(
+                    f"timed {spec.method} {spec.teacher or '-'} -> {spec.student}: {1e3 * step_times[key]:.1f} ms/step"
+                )
         group = groups[key]
         batches_per_epoch = math.ceil(train_size / work.batch_size)
         test_batches = math.ceil(test_size / work.batch_size)

@@ -15,12 +15,14 @@ from kdbench.bench import (
     KdbenchPath,
     ReferencePath,
     Workload,
+    calibrate_batchnorm,
     crop_padding,
     random_split,
     resolved_terms,
     topk_accuracy,
 )
 from kdbench.cli import main
+from kdbench.models import create_model
 from kdbench.suite import load_suite, plan
 from tests.conftest import TINY_DATA, TINY_SCHEDULE, tiny_suite
 
@@ -58,6 +60,7 @@ def test_cli_writes_every_key_and_a_positive_suite_projection(write_suite, tmp_p
         assert row["kdbench_images_per_s"] == pytest.approx(16 / row["kdbench_step_s"])
         assert row["reference_images_per_s"] == pytest.approx(16 / row["reference_step_s"])
         assert len(row["kdbench_windows_s"]) == len(row["reference_windows_s"]) == 2
+        assert row["nonfinite_steps"] == 0
         vanilla = result["methods"]["vanilla"]["kdbench_step_s"]
         assert row["overhead_vs_vanilla"] == pytest.approx(row["kdbench_step_s"] / vanilla)
     assert result["methods"]["vanilla"]["overhead_vs_vanilla"] == 1.0
@@ -130,6 +133,20 @@ def test_topk_accuracy_against_a_direct_count() -> None:
     ranks = (logits > logits.gather(1, target[:, None])).sum(1)  # how many classes score above the true one
     assert top1.item() == pytest.approx(100.0 * (ranks < 1).float().mean().item())
     assert top5.item() == pytest.approx(100.0 * (ranks < 5).float().mean().item())
+
+
+def test_a_random_deep_teacher_is_calibrated_to_finite_moderate_outputs() -> None:
+    """Untrained BN statistics in eval mode let a ResNet110's activations grow with depth; calibrated, they do not."""
+    torch.manual_seed(0)
+    teacher = create_model("resnet110", 10).eval()
+    images = torch.randn(8, 3, 8, 8)
+    with torch.no_grad():
+        assert teacher(images).abs().max() > 1e3  # the premise: raw init statistics do not normalise
+    calibrate_batchnorm(teacher, (3, 8, 8), torch.device("cpu"), seed=0)
+    assert not teacher.training
+    assert all(m.momentum == 0.1 for m in teacher.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with torch.no_grad():
+        assert teacher(images).abs().max() < 100
 
 
 def test_crop_padding_follows_the_data_set() -> None:

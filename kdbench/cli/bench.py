@@ -121,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
             f"{result['steps']} timed steps per path"
         )
         print(format_pair_table(result))
+        rows = result["methods"].items()
+        diverged = [f"{name} ({row['nonfinite_steps']})" for name, row in rows if row["nonfinite_steps"]]
+        if diverged:
+            print(f"note: steps with a non-finite loss (random data; timed all the same): {', '.join(diverged)}")
     if args.suite:
         try:
             projection = project_suite(args.suite, args.overrides, settings, measured, progress=_progress)
@@ -141,4 +145,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _progress(message: str) -> None:
-    print(f"  timed {message}", file=sys.stderr, flush=True)
+    print(f"  {message}", file=sys.stderr, flush=True)
