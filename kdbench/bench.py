@@ -42,7 +42,6 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
 
 from kdbench.data import DATASETS, dataset_parameters, dataset_shape
 from kdbench.data.base import Augmentation, Split
@@ -51,7 +50,7 @@ from kdbench.methods import METHODS, create_distiller
 from kdbench.methods.kd import kd_loss
 from kdbench.models import MODELS, create_model, model_feature_info
 from kdbench.suite import PRECISIONS, SCHEDULE_PRESETS, RunSpec, load_suite, plan
-from kdbench.train import derive_seed, evaluate, make_optimizer, resolve_device, training_step
+from kdbench.train import EpochMeter, derive_seed, evaluate, make_optimizer, resolve_device, training_step
 
 DEFAULT_METHODS = ("vanilla", "kd", "at")
 #: the CRD code's ``--num_workers`` default
@@ -249,27 +248,28 @@ class KdbenchPath:
             channels_last=channels_last,
         )
         self.init_epochs = self.distiller.init_epochs()
-        self.nonfinite_steps = 0
+        self.meter = EpochMeter(device)
+
+    @property
+    def nonfinite_steps(self) -> int:
+        """Steps with a non-finite loss (random data and teacher may diverge; the timing goes on)."""
+        return int(self.meter.nonfinite_steps.item())
 
     def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return iter(self.loader.epoch(epoch))
 
-    def step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """One training step and the loop's bookkeeping after it; returns the loss."""
         logits, losses = training_step(self.distiller, self.optimizer, images, labels, self.autocast)
-        # what kdbench.train's loop does after every step
-        loss = sum(losses.values())
-        if not torch.isfinite(loss):  # training stops here; random data and teacher may diverge, timing goes on
-            self.nonfinite_steps += 1
-        total = sum(value.item() for value in losses.values())
-        (logits.argmax(1) == labels).sum().item()
-        return total
+        # what kdbench.train's loop does after every step: device-side bookkeeping, no host sync
+        self.meter.add(losses, logits, labels)
+        return sum(losses.values()).detach()  # a tensor: reading it would sync the device
 
 
 class CrdStyleImages(Dataset):
     """A split held as the torchvision CIFAR classes hold it (HWC uint8 NumPy), each item decoded to PIL."""
 
-    def __init__(self, split: Split, transform: transforms.Compose, with_index: bool):
+    def __init__(self, split: Split, transform: Callable, with_index: bool):
         images = split.images.permute(0, 2, 3, 1).numpy()
         self.images = np.ascontiguousarray(images[..., 0] if images.shape[-1] == 1 else images)
         self.targets = split.labels.tolist()
@@ -314,6 +314,8 @@ class ReferencePath:
             foreach=False,  # the per-parameter update of the PyTorch the CRD code was written for
         )
         channels = work.image_shape[0]
+        from torchvision import transforms  # seconds to import: only the reference path needs it
+
         transform = transforms.Compose(
             [
                 transforms.RandomCrop(work.image_shape[1], padding=work.padding),

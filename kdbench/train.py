@@ -203,6 +203,50 @@ def training_step(
     return logits, losses
 
 
+class EpochMeter:
+    """An epoch's loss sums and correct predictions, accumulated on the device.
+
+    Reading a loss with ``.item()`` after every step makes the CPU wait for the GPU; a CIFAR step
+    at batch 64 is short enough for that wait to dominate. So the sums (float64, as a Python float
+    would keep them), the correct count and the first non-finite step stay on the device, read once
+    per epoch. A non-finite loss still stops the run, at the end of its epoch: that epoch is never
+    checkpointed, so a resumed run never sees it.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.sums: dict[str, torch.Tensor] = {}
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.first_bad_step = torch.full((), -1, dtype=torch.int64, device=device)
+        self.nonfinite_steps = torch.zeros((), dtype=torch.int64, device=device)
+        self.bad_terms: torch.Tensor | None = None
+        self.seen = 0
+        self.steps = 0
+
+    def add(self, losses: dict[str, torch.Tensor], logits: torch.Tensor | None, labels: torch.Tensor) -> None:
+        count = labels.numel()
+        values = torch.stack([value.detach().double() for value in losses.values()])
+        for name, value in zip(losses, values, strict=True):
+            self.sums[name] = self.sums[name] + value * count if name in self.sums else value * count
+        bad = ~torch.isfinite(values).all()
+        self.nonfinite_steps += bad
+        first = bad & (self.first_bad_step < 0)
+        self.first_bad_step = torch.where(first, self.steps, self.first_bad_step)
+        self.bad_terms = values if self.bad_terms is None else torch.where(first, values, self.bad_terms)
+        if logits is not None:
+            self.correct += (logits.argmax(1) == labels).sum()
+        self.seen += count
+        self.steps += 1
+
+    def finish(self, epoch: int) -> tuple[dict[str, float], int, int]:
+        """(loss sums, correct, images seen) as Python numbers; raises NonFiniteLoss naming the first bad step."""
+        step = int(self.first_bad_step.item())
+        if step >= 0:
+            terms = ", ".join(f"{k}={v:.4g}" for k, v in zip(self.sums, self.bad_terms.tolist(), strict=True))
+            raise NonFiniteLoss(f"non-finite loss at epoch {epoch + 1}, step {step + 1}: {terms}")
+        return {k: v.item() for k, v in self.sums.items()}, int(self.correct.item()), self.seen
+
+
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -335,19 +379,11 @@ def _train(
         active = init_optimizer if in_init else optimizer
         lr = active.param_groups[0]["lr"]
         distiller.train()
-        sums: dict[str, float] = {}
-        seen, correct = 0, 0
-        for step, (images, labels) in enumerate(loaders.train.epoch(epoch)):
+        meter = EpochMeter(device)
+        for images, labels in loaders.train.epoch(epoch):
             logits, losses = training_step(distiller, active, images, labels, autocast, init_stage=in_init)
-            loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
-                raise NonFiniteLoss(f"non-finite loss at epoch {epoch + 1}, step {step + 1}: {terms}")
-            for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + value.item() * labels.numel()
-            if logits is not None:
-                correct += (logits.argmax(1) == labels).sum().item()
-            seen += labels.numel()
+            meter.add(losses, logits, labels)
+        sums, correct, seen = meter.finish(epoch)  # the epoch's one host sync; raises NonFiniteLoss
         if not in_init:
             scheduler.step()
         record = {
