@@ -127,6 +127,8 @@ def kaiming_init(model: nn.Module, linear_std: float | None = None, zero_linear_
     Linear layers keep torch's default unless ``linear_std`` (weights ~ N(0, std), zero bias; the
     CRD VGGs and MobileNetV2) or ``zero_linear_bias`` (the CRD WRNs) says otherwise.
     """
+    if any(p.is_meta for p in model.parameters()):
+        return  # shapes only (plans, FLOP counts): no values to set, and meta init costs a second to warm up
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
