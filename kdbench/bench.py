@@ -49,8 +49,17 @@ from kdbench.data.loaders import make_loader
 from kdbench.methods import METHODS, create_distiller
 from kdbench.methods.kd import kd_loss
 from kdbench.models import MODELS, create_model, model_feature_info
-from kdbench.suite import PRECISIONS, SCHEDULE_PRESETS, RunSpec, load_suite, plan
-from kdbench.train import EpochMeter, derive_seed, evaluate, make_optimizer, resolve_device, training_step
+from kdbench.registry import unknown_name_message
+from kdbench.suite import COMPILE_MODES, PRECISIONS, SCHEDULE_PRESETS, RunSpec, load_suite, plan
+from kdbench.train import (
+    EpochMeter,
+    derive_seed,
+    evaluate,
+    make_optimizer,
+    prepare_for_device,
+    resolve_device,
+    training_step,
+)
 
 DEFAULT_METHODS = ("vanilla", "kd", "at")
 #: the CRD code's ``--num_workers`` default
@@ -84,6 +93,7 @@ class BenchSettings:
     windows: int = 5
     precision: str = "fp32"
     channels_last: bool = False
+    compile: str = "off"  # kdbench path: torch.compile mode of the step (training.compile)
     device: str | None = None  # None or "auto": cuda if available, else cpu
     num_workers: int | None = None  # the reference's DataLoader workers; None: the CRD code's 8, capped by the CPUs
     suite_steps: int = 5  # timed steps per (pair, method) of a suite projection
@@ -109,6 +119,8 @@ def settings_problems(settings: BenchSettings, device: torch.device) -> list[str
         problems.append(f"--precision must be one of {', '.join(PRECISIONS)}, got {settings.precision!r}")
     elif settings.precision == "bf16" and device.type != "cuda":
         problems.append(f"--precision bf16 needs a CUDA device (training uses fp32 on {device.type}); use fp32")
+    if settings.compile not in COMPILE_MODES:
+        problems.append(unknown_name_message("--compile mode", settings.compile, COMPILE_MODES))
     return problems
 
 
@@ -176,13 +188,14 @@ class Workload:
     padding: int
     precision: str = "fp32"
     channels_last: bool = False
+    compile: str = "off"
     ce_weight: float | None = None
 
     def key(self) -> str:
         """What a step's cost depends on (the CE weight does not)."""
         teacher = self.teacher if uses_teacher(self.terms) else None
         fields = [teacher, self.student, self.terms, self.num_classes, self.image_shape, self.batch_size]
-        return json.dumps([*fields, self.precision, self.channels_last], sort_keys=True, default=str)
+        return json.dumps([*fields, self.precision, self.channels_last, self.compile], sort_keys=True, default=str)
 
 
 @torch.no_grad()
@@ -229,10 +242,7 @@ class KdbenchPath:
         channels_last = work.channels_last and device.type == "cuda"  # as kdbench.train: CUDA only
         student, teacher = build_models(work, seed, device)
         self.distiller = create_distiller(student, teacher, work.terms, work.ce_weight).to(device)
-        if channels_last:
-            self.distiller = self.distiller.to(memory_format=torch.channels_last)
-            if teacher is not None:
-                teacher.to(memory_format=torch.channels_last)
+        prepare_for_device(self.distiller, {"channels_last": channels_last, "compile": work.compile}, device)
         self.distiller.train()
         self.optimizer = make_optimizer(self.distiller.trainable_parameters(), SCHEDULE_PRESETS["crd"], device)
         self.loader = make_loader(
@@ -470,6 +480,7 @@ def bench_pair(
             padding=crop_padding(settings.dataset, shape[1]),
             precision=settings.precision,
             channels_last=settings.channels_last,
+            compile=settings.compile,
         )
         paths[name, "kdbench"] = KdbenchPath(work, split, settings.seed, device)
         paths[name, "reference"] = ReferencePath(work, split, settings.seed, device, workers)
@@ -507,6 +518,7 @@ def bench_pair(
         "num_classes": num_classes,
         "precision": settings.precision,
         "channels_last": settings.channels_last and device.type == "cuda",
+        "compile": settings.compile,
         "reference_num_workers": workers,
         "steps": settings.steps_per_window * settings.windows,
         "windows": settings.windows,
@@ -575,7 +587,7 @@ def project_suite(
 ) -> dict:
     """Device-hours of every run of a suite, one after another on this device (no packing).
 
-    Runs are grouped by (teacher, student, method terms, batch size, precision, channels_last); one
+    Runs are grouped by (teacher, student, method terms, batch size, precision, channels_last, compile); one
     kdbench step per group is timed (or taken from ``measured``) and multiplied by the steps its runs
     need: (init epochs + epochs) x ceil(train_size / batch_size), plus evaluation (see ``EVAL_NOTE``).
     """
@@ -606,6 +618,7 @@ def project_suite(
             padding=padding,
             precision=spec.training.get("precision", "fp32") if device.type == "cuda" else "fp32",
             channels_last=bool(spec.training.get("channels_last")),
+            compile=spec.training.get("compile", "off"),
             ce_weight=spec.ce_weight,
         )
         key = work.key()

@@ -68,7 +68,8 @@ TOP_LEVEL_KEYS = {
     "include": "suite file(s) this one extends (paths relative to this file)",
     "dataset": "data set name, or {name: ..., root: ..., download: ..., loader: ..., <params>}",
     "schedule": "a preset name or {preset, epochs, batch_size, lr, milestones, lr_decay, momentum, weight_decay, ...}",
-    "training": "{precision: fp32|bf16, channels_last: bool, deterministic: bool} (CUDA settings)",
+    "training": "{precision: fp32|bf16, channels_last: bool, deterministic: bool, compile: off|default|"
+    "reduce-overhead|max-autotune}",
     "seeds": "list of integer seeds",
     "teachers": "{model: {checkpoint: PATH} or {seed: N, schedule: {...}}}",
     "teacher_checkpoints": "a folder of CRD-format teachers (<name>_vanilla/ckpt_epoch_240.pth) used by every teacher",
@@ -90,7 +91,12 @@ SCHEDULE_KEYS = {
 }
 DATASET_COMMON_KEYS = {"name", "root", "download", "loader"}
 PRECISIONS = ["fp32", "bf16"]
-TRAINING_KEYS = {"precision": "fp32", "channels_last": True, "deterministic": False}
+#: torch.compile modes of the training step; reduce-overhead also captures it in CUDA graphs (on CUDA)
+COMPILE_MODES = ["off", "default", "reduce-overhead", "max-autotune"]
+TRAINING_KEYS = {"precision": "fp32", "channels_last": True, "deterministic": False, "compile": "off"}
+#: training keys added after runs were first stored: left out of the run id at these values, so the
+#: runs trained before the key existed keep their ids (and their results)
+LATER_TRAINING_DEFAULTS = {"compile": "off"}
 #: dataset keys that say where the data lives, not what it is: left out of run ids
 DATASET_LOCATION_KEYS = {"root", "download", "cache_dir"}
 
@@ -435,6 +441,10 @@ def resolve_training(training: Any, c: _Collector) -> dict:
     resolved = {**TRAINING_KEYS, **{k: v for k, v in training.items() if k in TRAINING_KEYS}}
     if resolved["precision"] not in PRECISIONS:
         c.add("training.precision", unknown_name_message("precision", resolved["precision"], PRECISIONS))
+    if resolved["compile"] is False:  # YAML reads an unquoted `off` as false
+        resolved["compile"] = "off"
+    if resolved["compile"] not in COMPILE_MODES:
+        c.add("training.compile", unknown_name_message("compile mode", resolved["compile"], COMPILE_MODES))
     for key in ("channels_last", "deterministic"):
         if not isinstance(resolved[key], bool):
             c.add(f"training.{key}", f"expected true or false, got {_describe(resolved[key])}")
@@ -632,7 +642,7 @@ class RunSpec:
             "kind": self.kind,
             "dataset": dataset,
             "schedule": self.schedule,
-            "training": self.training,
+            "training": {k: v for k, v in self.training.items() if LATER_TRAINING_DEFAULTS.get(k, object()) != v},
             "seed": self.seed,
             "student": self.student,
             "teacher": self.teacher,

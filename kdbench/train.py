@@ -178,6 +178,24 @@ def make_optimizer(parameters: Any, schedule: dict, device: torch.device) -> tor
     )
 
 
+def prepare_for_device(distiller: Distiller, training: dict, device: torch.device) -> None:
+    """The ``training`` settings that change how the step runs, not what it computes (in place).
+
+    channels_last (CUDA only: cuDNN's fast convolution layout; CPU runs stay contiguous) for the
+    student, the method's parts and the teacher; and ``compile``: the distiller's forward (student,
+    teacher, losses) and its backward through torch.compile, with ``reduce-overhead`` replaying
+    them as CUDA graphs on CUDA. Parameter names and the checkpoint stay those of the eager model.
+    """
+    if training.get("channels_last") and device.type == "cuda":
+        distiller.to(memory_format=torch.channels_last)
+        if distiller.teacher is not None:
+            distiller.teacher.to(memory_format=torch.channels_last)
+    mode = training.get("compile", "off")
+    if mode != "off":
+        # one graph per batch shape (two per epoch: full and last partial batch), no dynamic shapes
+        distiller.compile(mode=mode, dynamic=False)
+
+
 def training_step(
     distiller: Distiller,
     optimizer: torch.optim.Optimizer,
@@ -192,6 +210,9 @@ def training_step(
     A non-finite loss still takes its step: the caller checks the losses and stops the run, and the
     checkpoint it resumes from predates the step.
     """
+    if getattr(distiller, "_compiled_call_impl", None) is not None:  # set by nn.Module.compile
+        # a new iteration: CUDA-graph outputs of the previous step may be overwritten from here on
+        torch.compiler.cudagraph_mark_step_begin()
     with autocast():
         if init_stage:
             logits, losses = None, distiller.init_forward(images)
@@ -323,10 +344,7 @@ def _train(
     teacher, teacher_info = build_teacher(spec, run_dir, data.num_classes, device)
     torch.manual_seed(derive_seed(spec.seed, "method-init"))
     distiller = create_distiller(student, teacher, spec.terms, spec.ce_weight).to(device)
-    if spec.training.get("channels_last") and device.type == "cuda":
-        distiller = distiller.to(memory_format=torch.channels_last)
-        if teacher is not None:
-            teacher.to(memory_format=torch.channels_last)
+    prepare_for_device(distiller, spec.training, device)
     torch.manual_seed(derive_seed(spec.seed, "train"))
 
     schedule = spec.schedule

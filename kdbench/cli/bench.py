@@ -22,7 +22,7 @@ from kdbench.bench import (
 )
 from kdbench.cli.common import UserError, add_command
 from kdbench.data import DATASETS
-from kdbench.suite import PRECISIONS
+from kdbench.suite import COMPILE_MODES, PRECISIONS
 from kdbench.train import resolve_device
 
 
@@ -55,6 +55,13 @@ def register(subparsers) -> None:
     parser.add_argument("--windows", type=int, default=5, help="timed windows; a step time is their median")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="kdbench path; bf16 only on CUDA")
     parser.add_argument("--channels-last", action="store_true", help="kdbench path on CUDA (as training)")
+    parser.add_argument(
+        "--compile",
+        default="off",
+        metavar="MODE",
+        help=f"kdbench path: torch.compile the step, as training.compile ({', '.join(COMPILE_MODES)}; "
+        "reduce-overhead adds CUDA graphs on CUDA; compiling takes a minute before timing starts)",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
     parser.add_argument(
         "--num-workers",
@@ -83,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         windows=args.windows,
         precision=args.precision,
         channels_last=args.channels_last,
+        compile=args.compile,
         device=args.device,
         num_workers=args.num_workers,
         suite_steps=args.suite_steps,
@@ -116,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
             f"{result['teacher']} -> {result['student']} on {result['device']} (torch {result['torch']}, "
             f"{result['cpu_threads']} threads), batch {result['batch_size']}, {result['dataset']} shape "
             f"{'x'.join(map(str, result['image_shape']))}, {result['precision']}"
-            f"{', channels_last' if result['channels_last'] else ''}; reference: "
+            f"{', channels_last' if result['channels_last'] else ''}"
+            f"{', compile ' + result['compile'] if result['compile'] != 'off' else ''}; reference: "
             f"{result['reference_num_workers']} DataLoader workers; median of {result['windows']} windows, "
             f"{result['steps']} timed steps per path"
         )
