@@ -450,6 +450,23 @@ def check_methods(teacher: str, student: str, methods: Sequence[str]) -> list[st
     return ["vanilla", *names]
 
 
+def pair_workload(teacher: str, student: str, method: str, settings: BenchSettings) -> Workload:
+    """One method of a pair at the settings' batch size, numerics and data shape."""
+    num_classes, shape = dataset_shape({"name": settings.dataset})
+    return Workload(
+        teacher=teacher,
+        student=student,
+        terms=resolved_terms([method]),
+        num_classes=num_classes,
+        image_shape=shape,
+        batch_size=settings.batch_size,
+        padding=crop_padding(settings.dataset, shape[1]),
+        precision=settings.precision,
+        channels_last=settings.channels_last,
+        compile=settings.compile,
+    )
+
+
 def bench_pair(
     teacher: str,
     student: str,
@@ -470,18 +487,7 @@ def bench_pair(
     bench = PairBench(teacher, student, names, settings)
     paths: dict[tuple[str, str], KdbenchPath | ReferencePath] = {}
     for name in names:
-        work = Workload(
-            teacher=teacher,
-            student=student,
-            terms=resolved_terms([name]),
-            num_classes=num_classes,
-            image_shape=shape,
-            batch_size=settings.batch_size,
-            padding=crop_padding(settings.dataset, shape[1]),
-            precision=settings.precision,
-            channels_last=settings.channels_last,
-            compile=settings.compile,
-        )
+        work = pair_workload(teacher, student, name, settings)
         paths[name, "kdbench"] = KdbenchPath(work, split, settings.seed, device)
         paths[name, "reference"] = ReferencePath(work, split, settings.seed, device, workers)
         bench.keys[name] = work.key()
@@ -741,5 +747,11 @@ def format_projection(projection: dict) -> str:
         f"{table}\n\nsuite {projection['suite']}: {projection['runs']} runs "
         f"({projection['not_applicable']} not applicable), {projection['total_hours']:.2f} device-hours on "
         f"{projection['device']} one run after another ({projection['train_hours']:.2f} training, "
-        f"{projection['eval_hours']:.2f} evaluation)\neval: {projection['eval']}"
+        f"{projection['eval_hours']:.2f} evaluation)"
+        + (
+            f"; {projection['packed_hours']:.2f} device-hours with {projection['packing']}"
+            if "packed_hours" in projection
+            else ""
+        )
+        + f"\neval: {projection['eval']}"
     )

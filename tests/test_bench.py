@@ -172,3 +172,52 @@ def test_user_errors_exit_2_with_a_message(args: list[str], message: str, capsys
     captured = capsys.readouterr()
     assert message in captured.err
     assert "Traceback" not in captured.err and captured.out == ""
+
+
+def test_packing_measures_every_count_and_projects_the_suite(write_suite, tmp_path, capsys) -> None:
+    suite = write_suite(tiny_suite())
+    out = tmp_path / "packing.json"
+    packing_args = ["--packing", "2,1", "--packing-repeats", "1", "--packing-method", "kd"]
+    code = main(
+        ["bench", *TINY, *FAST, "--methods", "vanilla", *packing_args, "--suite", str(suite), "--json", str(out)]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "runs at once" in printed and "recommended" in printed
+
+    packing = json.loads(out.read_text())["packing"]
+    assert [row["processes"] for row in packing["rows"]] == [1, 2]
+    assert packing["workload"]["terms"][0][0] == "kd" and packing["workload"]["batch_size"] == 16
+    for row in packing["rows"]:
+        assert positive_finite(row["images_per_s"]) and len(row["measurements"]) == 1
+        assert row["images_per_s_per_run"] == pytest.approx(row["images_per_s"] / row["processes"])
+    one, two = packing["rows"]
+    assert one["speedup_vs_fewest"] == 1.0
+    assert two["speedup_vs_fewest"] == pytest.approx(two["images_per_s"] / one["images_per_s"])
+    best = max(one["images_per_s"], two["images_per_s"])
+    chosen = next(row for row in packing["rows"] if row["processes"] == packing["recommended_processes"])
+    assert chosen["images_per_s"] >= 0.9 * best
+    assert all(row["images_per_s"] < 0.9 * best for row in packing["rows"] if row["processes"] < chosen["processes"])
+
+    projection = json.loads(out.read_text())["suite_projection"]
+    gain = chosen["images_per_s"] / one["images_per_s"]
+    assert projection["packed_processes"] == chosen["processes"]
+    assert projection["packed_hours"] == pytest.approx(projection["total_hours"] / gain)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--packing", "0,2"], "--packing must be a comma-separated list of positive integers"),
+        (["--packing", "two"], "--packing must be a comma-separated list of positive integers"),
+        (["--packing", "1", "--packing-repeats", "0"], "--packing-repeats must be a positive integer"),
+        (["--packing", "1", "--packing-method", "kdd"], "Unknown method 'kdd'. Did you mean 'kd'?"),
+        (["--compile", "reduce"], "Unknown --compile mode 'reduce'. Did you mean 'reduce-overhead'?"),
+    ],
+)
+def test_packing_and_compile_mistakes_exit_2(args: list[str], message: str, capsys) -> None:
+    base = ["bench", "--teacher", "resnet8", "--student", "resnet8", "--dataset", "digits", "--device", "cpu"]
+    assert main([*base, "--methods", "vanilla", *args]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert "Traceback" not in captured.err

@@ -97,3 +97,19 @@ def test_missing_data_stops_run_before_any_training(write_suite, tmp_path) -> No
     assert "CIFAR-10 not found" in done.stderr and "cifar-10-batches-py" in done.stderr
     assert "https://www.cs.toronto.edu/~kriz/cifar" in done.stderr and "Traceback" not in done.stderr
     assert not results.exists()  # nothing was written, nothing trained
+
+
+def test_workers_auto_is_one_run_per_core_on_cpu_and_validated(write_suite, tmp_path, capsys, monkeypatch) -> None:
+    from kdbench.executors import local
+
+    monkeypatch.setattr(local.os, "sched_getaffinity", lambda _pid: {0, 1, 2}, raising=False)
+    monkeypatch.setenv("KDBENCH_CPU_THREADS", "1")
+    assert local.auto_workers("cpu")[0] == 3
+    monkeypatch.setenv("KDBENCH_CPU_THREADS", "2")
+    assert local.auto_workers("cpu")[0] == 1  # three cores hold one run of two threads
+    monkeypatch.setattr(local.os, "sched_getaffinity", lambda _pid: set(range(64)), raising=False)
+    assert local.auto_workers("cpu")[0] == local.MAX_AUTO_CPU_WORKERS
+
+    suite = str(write_suite(tiny_suite()))
+    assert main(["run", suite, "--results-dir", str(tmp_path / "r"), "--workers", "0"]) == 2
+    assert "--workers must be a positive integer or auto, got '0'" in capsys.readouterr().err

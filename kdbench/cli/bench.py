@@ -17,9 +17,11 @@ from kdbench.bench import (
     check_methods,
     format_pair_table,
     format_projection,
+    pair_workload,
     project_suite,
     settings_problems,
 )
+from kdbench.bench_packing import bench_packing, format_packing, packed_projection
 from kdbench.cli.common import UserError, add_command
 from kdbench.data import DATASETS
 from kdbench.suite import COMPILE_MODES, PRECISIONS
@@ -69,6 +71,15 @@ def register(subparsers) -> None:
         default=None,
         help="the reference's DataLoader workers (default: the CRD code's 8, capped by the CPUs)",
     )
+    parser.add_argument(
+        "--packing",
+        default=None,
+        metavar="N,N,...",
+        help="also measure the device's throughput with N runs at once (N processes, as --workers N and a SLURM "
+        "profile's runs_per_job), e.g. 1,2,4,8, and recommend N; with --suite, the packed hours too",
+    )
+    parser.add_argument("--packing-method", default="kd", metavar="M", help="the method timed for --packing")
+    parser.add_argument("--packing-repeats", type=int, default=3, metavar="R", help="measurements per N (median kept)")
     parser.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON here")
     parser.add_argument("--suite", default=None, metavar="YAML", help="also project the hours of this suite's runs")
     parser.add_argument("--suite-steps", type=int, default=5, help="timed steps per (pair, method) of the suite")
@@ -106,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
         problems.append(f"key=value overrides ({' '.join(args.overrides)}) apply to a --suite file; none given")
     if args.suite and not Path(args.suite).exists():
         problems.append(f"--suite: file not found: {args.suite}")
+    counts = _packing_counts(args.packing, problems) if args.packing else []
+    if args.packing_repeats < 1:
+        problems.append(f"--packing-repeats must be a positive integer, got {args.packing_repeats}")
     if problems:
         raise UserError("\n  ".join(problems))
     methods = args.methods.split(",") if args.methods else ([] if args.suite else list(DEFAULT_METHODS))
@@ -134,6 +148,12 @@ def run(args: argparse.Namespace) -> int:
         diverged = [f"{name} ({row['nonfinite_steps']})" for name, row in rows if row["nonfinite_steps"]]
         if diverged:
             print(f"note: steps with a non-finite loss (random data; timed all the same): {', '.join(diverged)}")
+    packing = None
+    if counts:
+        packing = _bench_packing(args, settings, counts)
+        result["packing"] = packing
+        print()
+        print(format_packing(packing))
     if args.suite:
         try:
             projection = project_suite(args.suite, args.overrides, settings, measured, progress=_progress)
@@ -141,8 +161,10 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(str(error)) from None
         if not methods:
             result = {"device": projection["device"], "torch": torch.__version__}
+        if packing is not None:
+            projection.update(packed_projection(projection, packing))
         result["suite_projection"] = projection
-        if methods:
+        if methods or packing:
             print()
         print(format_projection(projection))
     if args.json:
@@ -151,6 +173,27 @@ def run(args: argparse.Namespace) -> int:
         path.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {path}")
     return 0
+
+
+def _packing_counts(text: str, problems: list[str]) -> list[int]:
+    try:
+        counts = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        counts = []
+    if not counts or counts[0] < 1:
+        problems.append(f"--packing must be a comma-separated list of positive integers such as 1,2,4, got {text!r}")
+        return []
+    return counts
+
+
+def _bench_packing(args: argparse.Namespace, settings, counts: list[int]) -> dict:
+    try:
+        teacher, student = canonical_model(args.teacher), canonical_model(args.student)
+        (method,) = check_methods(teacher, student, [args.packing_method])[-1:]
+    except ValueError as error:
+        raise UserError(f"--packing-method: {error}") from None
+    work = pair_workload(teacher, student, method, settings)
+    return bench_packing(work, settings, counts, repeats=args.packing_repeats, progress=_progress)
 
 
 def _progress(message: str) -> None:

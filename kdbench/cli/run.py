@@ -43,10 +43,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=int,
-        default=1,
+        default="auto",
         metavar="N",
-        help="train N runs at once in worker processes (they share the device)",
+        help="train N runs at once in worker processes sharing the device (default auto: one per CPU core "
+        "on a CPU, where each run uses one thread; one on a GPU)",
     )
     parser.add_argument(
         "--retry-failed", action="store_true", help="train failed runs again (their old failure is kept)"
@@ -67,10 +67,9 @@ def run(args: argparse.Namespace) -> int:
     from kdbench.executors.local import run_local
 
     todo = unique_runs(runs)
-    print(f"suite {suite.name}: {len(todo)} runs, results in {store.root}")
+    workers, why = _workers(args.workers, args.device)
+    print(f"suite {suite.name}: {len(todo)} runs, results in {store.root}, {workers} at a time ({why})")
     started = time.perf_counter()
-    if args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
     summary = run_local(
         todo,
         store,
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         retry_failed=args.retry_failed,
         progress=not args.quiet,
-        workers=args.workers,
+        workers=workers,
     )
     elapsed = time.perf_counter() - started
     print(
@@ -90,6 +89,16 @@ def run(args: argparse.Namespace) -> int:
 
         report.print_summary_table(args, runs, store)
     return 1 if summary.failed or summary.blocked else 0
+
+
+def _workers(value: str, device: str | None) -> tuple[int, str]:
+    from kdbench.executors.local import auto_workers
+
+    if value == "auto":
+        return auto_workers(device)
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"--workers must be a positive integer or auto, got {value!r}")
+    return int(value), "--workers"
 
 
 def check_data(runs, store, data_root: str | None) -> None:

@@ -10,6 +10,7 @@ command resumes.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 from kdbench.results.store import DONE, FAILED, ResultStore, RunLocked, atomic_write_json
 from kdbench.suite import RunSpec
-from kdbench.train import RunFailed, train_run
+from kdbench.train import RunFailed, cpu_threads, resolve_device, train_run
 
 
 @dataclass
@@ -29,6 +30,28 @@ class LocalSummary:
     blocked: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
+
+
+#: ``--workers auto`` on a CPU never starts more processes than this: each holds its own copy of the data
+MAX_AUTO_CPU_WORKERS = 8
+
+
+def auto_workers(device: str | None) -> tuple[int, str]:
+    """How many runs ``--workers auto`` trains at once on ``device``, and why.
+
+    CPU: one run per core (a CPU run uses ``KDBENCH_CPU_THREADS`` threads, default 1, so N runs on N
+    cores do not compete; measured with ``kdbench bench --packing 1,2`` on 2 cores: 2.0x the
+    throughput of one), at most ``MAX_AUTO_CPU_WORKERS``. CUDA: one run, until ``kdbench bench
+    --packing`` on the GPU says how many a pair's runs can share it (pass ``--workers N`` then).
+    """
+    if resolve_device(device).type != "cpu":
+        return 1, "one run per GPU (measure more with kdbench bench --packing 1,2,4,8)"
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    workers = max(1, min(MAX_AUTO_CPU_WORKERS, cores // cpu_threads()))
+    return workers, f"{cores} CPU core(s), {cpu_threads()} thread(s) per run"
 
 
 def describe(spec: RunSpec) -> str:
@@ -135,6 +158,7 @@ def run_local(
 
     in_flight_ids: set[str] = set()
     store_root = str(store.root)
+    workers = min(workers, len(pending))  # no idle processes (one pending run trains in this process)
     try:
         if workers <= 1:
             while pending:

@@ -1,0 +1,177 @@
+"""Throughput of N runs sharing one device: what ``--workers N`` and ``runs_per_job: N`` buy.
+
+For each N, N processes (spawned, as the local executor and a packed SLURM job start them) each build
+kdbench's training step for the same (pair, method) on their own random images, take their warm-up
+steps, wait for each other at a barrier, then time the same number of steps. The device's
+throughput at N is N x steps x batch / the slowest process's time: what a suite of such runs gets
+when N of them train at once. A small CIFAR network at batch 64 leaves most of a big GPU idle
+(launch- and Python-bound), so N > 1 can multiply throughput until the device is busy.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+
+import torch
+
+from kdbench.bench import BenchSettings, KdbenchPath, Workload, random_split, synchronize
+from kdbench.train import cpu_threads, resolve_device
+
+#: N whose throughput is within this fraction of the best measured one is good enough: fewer
+#: processes hold less memory and leave the rest of the device to other users
+RECOMMEND_WITHIN = 0.9
+#: seconds a process may take to start, build its step and warm up (compiling included)
+START_TIMEOUT_S = 900
+
+
+def _packed_process(
+    work: Workload,
+    settings: dict,
+    index: int,
+    barrier: multiprocessing.synchronize.Barrier,
+    answers: multiprocessing.Queue,
+) -> None:
+    """One of N processes: build the step, warm up, wait for the others, time ``steps`` steps."""
+    try:
+        device = resolve_device(settings["device"])
+        if device.type == "cpu":
+            torch.set_num_threads(cpu_threads())  # as a training run: one thread unless KDBENCH_CPU_THREADS
+        steps, warmup = settings["steps"], settings["warmup"]
+        split = random_split(work.batch_size * (warmup + steps), work.num_classes, work.image_shape, index)
+        path = KdbenchPath(work, split, settings["seed"] + index, device)
+        batches = path.batches(0)
+        for _ in range(warmup):
+            path.step(*next(batches))
+        synchronize(device)
+        barrier.wait(timeout=START_TIMEOUT_S)
+        started = time.perf_counter()
+        for _ in range(steps):
+            path.step(*next(batches))
+        synchronize(device)
+        answers.put((index, time.perf_counter() - started, None))
+    except Exception as error:  # reported by the parent, which names the process
+        barrier.abort()
+        answers.put((index, None, f"{type(error).__name__}: {error}"))
+
+
+def time_packed(work: Workload, settings: BenchSettings, processes: int) -> list[float]:
+    """Seconds each of ``processes`` concurrent processes took for ``settings.steps`` steps."""
+    context = multiprocessing.get_context("spawn")  # fork and CUDA do not mix
+    barrier, answers = context.Barrier(processes), context.Queue()
+    shared = {"device": settings.device, "steps": settings.steps, "warmup": settings.warmup, "seed": settings.seed}
+    workers = [
+        context.Process(target=_packed_process, args=(work, shared, index, barrier, answers), daemon=True)
+        for index in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    seconds: dict[int, float] = {}
+    problems: list[str] = []
+    try:
+        for _ in workers:
+            index, elapsed, problem = answers.get(timeout=START_TIMEOUT_S + 60 * settings.steps)
+            if problem:
+                problems.append(f"process {index + 1}/{processes}: {problem}")
+            else:
+                seconds[index] = elapsed
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.terminate()
+    if problems:
+        raise RuntimeError("packing benchmark failed: " + "; ".join(problems))
+    return [seconds[index] for index in range(processes)]
+
+
+def bench_packing(
+    work: Workload,
+    settings: BenchSettings,
+    counts: Sequence[int],
+    repeats: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Device throughput with 1..N concurrent runs of one workload; the recommended N.
+
+    With ``repeats`` > 1 every count is measured that many times, the counts taking turns, and the
+    median throughput is kept (a machine whose speed drifts then slows every count alike).
+    """
+    counts = sorted(set(counts))
+    throughputs: dict[int, list[float]] = {n: [] for n in counts}
+    for repeat in range(repeats):
+        for n in counts if repeat % 2 == 0 else reversed(counts):
+            seconds = time_packed(work, settings, n)
+            throughputs[n].append(n * settings.steps * work.batch_size / max(seconds))
+            if progress:
+                progress(f"packing: {n} process(es), repeat {repeat + 1}/{repeats}")
+    rows = []
+    single = statistics.median(throughputs[counts[0]])
+    for n in counts:
+        images_per_s = statistics.median(throughputs[n])
+        rows.append(
+            {
+                "processes": n,
+                "images_per_s": images_per_s,
+                "images_per_s_per_run": images_per_s / n,
+                "speedup_vs_fewest": images_per_s / single,
+                "measurements": throughputs[n],
+            }
+        )
+    best = max(row["images_per_s"] for row in rows)
+    recommended = next(row["processes"] for row in rows if row["images_per_s"] >= RECOMMEND_WITHIN * best)
+    return {
+        "workload": {key: value for key, value in asdict(work).items() if key != "ce_weight"},
+        "steps": settings.steps,
+        "warmup": settings.warmup,
+        "repeats": repeats,
+        "cpu_threads_per_process": cpu_threads() if resolve_device(settings.device).type == "cpu" else None,
+        "rows": rows,
+        "recommended_processes": recommended,
+        "recommended_rule": f"fewest processes within {RECOMMEND_WITHIN:.0%} of the best throughput measured",
+    }
+
+
+def format_packing(packing: dict) -> str:
+    from tabulate import tabulate
+
+    rows = [
+        [row["processes"], row["images_per_s"], row["images_per_s_per_run"], row["speedup_vs_fewest"]]
+        for row in packing["rows"]
+    ]
+    table = tabulate(
+        rows,
+        headers=["runs at once", "img/s (device)", "img/s per run", "throughput vs fewest"],
+        floatfmt=("d", ".0f", ".0f", ".2f"),
+    )
+    work = packing["workload"]
+    method = "+".join(name for name, _ in work["terms"]) or "vanilla"
+    return (
+        f"{table}\n\nruns at once on one device ({method} {work['teacher']} -> {work['student']}, batch "
+        f"{work['batch_size']}): recommended {packing['recommended_processes']} "
+        f"({packing['recommended_rule']})"
+    )
+
+
+def packed_projection(projection: dict, packing: dict) -> dict:
+    """The suite's device-hours with the recommended N runs at once, scaled by the measured throughput gain.
+
+    One pair's gain stands for every run of the suite: an estimate (bigger pairs gain less from
+    packing, smaller ones more); run ``--packing`` on the suite's largest pair for a cautious figure.
+    """
+    by_count = {row["processes"]: row for row in packing["rows"]}
+    if 1 not in by_count:
+        return {"packing": "not projected: --packing did not measure 1 process, the baseline"}
+    processes = packing["recommended_processes"]
+    gain = by_count[processes]["images_per_s"] / by_count[1]["images_per_s"]
+    work = packing["workload"]
+    return {
+        "packing": f"{processes} runs at once per device, {gain:.2f}x the throughput of one "
+        f"(measured on {work['teacher']} -> {work['student']})",
+        "packed_processes": processes,
+        "packed_throughput_gain": gain,
+        "packed_hours": projection["total_hours"] / gain,
+    }
