@@ -15,7 +15,8 @@ def register(subparsers) -> None:
         subparsers, "cancel", help="cancel a suite's SLURM jobs (all, or by method, pair, seed)",
         description="Cancel the queued, requeued and running SLURM jobs of the suite's runs. Finished epochs "
         "stay checkpointed: `kdbench run ... --executor slurm` submits the runs again and they resume. "
-        "Students waiting on a cancelled teacher are cancelled by SLURM with it.",
+        "Students waiting on a cancelled teacher are cancelled by SLURM with it. A job that trains several runs "
+        "(runs_per_job > 1) is cancelled whole; the other runs it trains are named.",
         example="kdbench cancel suites/cifar100.yaml --method KD --pair wrn_40_2,wrn_16_2 --seed 1",
     )
     add_suite_arguments(parser)
@@ -44,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     by_id = {spec.run_id: spec for spec in chosen}
     for run_id, job_id in cancelled.items():
         print(f"  cancelled  job {job_id}  {run_id}  {describe(by_id[run_id])}")
-    print(f"cancelled {len(cancelled)} job(s); submit the suite again to resume them")
+    jobs = len(set(cancelled.values()))
+    print(f"cancelled {jobs} job(s) ({len(cancelled)} runs); submit the suite again to resume them")
     return 0
 
 

@@ -22,22 +22,33 @@ PROFILE_DIRECTORY = "slurm"
 
 @dataclass(frozen=True)
 class Profile:
-    """What every job of a suite asks the cluster for. One job trains ``runs_per_job`` runs."""
+    """What every job of a suite asks the cluster for. One job (array task) trains ``runs_per_job`` runs.
+
+    ``cpus_per_run`` and ``mem_gb`` are per run: a job that trains a pack of N runs asks for N times
+    each (N is ``runs_per_job``, or fewer where an array has fewer runs). ``gpus_per_run`` is per job:
+    the runs of a pack share its GPU(s), one process each. Packing pays where one run leaves a GPU
+    mostly idle (small CIFAR models on a big GPU); the job ends when its slowest run does, and fails if
+    any of its runs failed (see ``kdbench.executors.slurm``).
+    """
 
     source: str = "<defaults>"
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
     constraint: str | None = None
+    #: GPUs of one job, shared by the runs of its pack
     gpus_per_run: int = 0
+    #: CPUs per run (a job training N runs asks for N times this); each run uses this many torch threads
     cpus_per_run: int = 1
-    mem_gb: float | None = None  # None: the partition's default (DefMemPerCPU)
+    #: memory per run (a job training N runs asks for N times this); None: the partition's default
+    mem_gb: float | None = None
     time_min: int = 60
     #: seconds before the time limit at which the job checkpoints and requeues itself
     signal_delay_s: int = 120
     #: how many times a run may hit its time limit and requeue before it counts as failed
     max_timeouts: int = 20
     array_parallelism: int = 256
+    #: runs trained at once in one job, one process each (1: a job per run)
     runs_per_job: int = 1
     job_name: str = "kdbench"
     #: any other sbatch option, without the leading dashes: {mail-type: END, exclude: node7}
@@ -147,9 +158,6 @@ def _validated(document: Mapping[str, Any], source: str, from_command_line: set[
             problems.append(f"{key}{origin}: {problem}")
         else:
             values[key] = _normalised(key, value)
-    if not problems and values.get("runs_per_job", 1) != 1:
-        # Packing several runs into one job (one GPU) is a separate speed feature; refuse rather than ignore.
-        problems.append(f"runs_per_job: {values['runs_per_job']} is not supported yet; valid: 1")
     if problems:
         raise ValueError(f"{source}: invalid SLURM profile:\n  " + "\n  ".join(problems))
     return values

@@ -8,6 +8,13 @@ run's lock and calls ``train_run``, which resumes from the run's last epoch chec
 preempts the job or its time limit nears, submitit calls ``TrainJob.checkpoint`` and requeues it; the
 requeued job resumes with the same final result as an uninterrupted run.
 
+With ``runs_per_job: N > 1`` in the profile, the runs of one submission (those sharing one dependency)
+go in packs of up to N, one array task per pack: ``PackedTrainJob(run_dirs)`` trains them at once, one
+process per run, sharing the job's GPU(s); the job asks for N times ``cpus_per_run`` and ``mem_gb``. It
+waits for all its runs and fails if any did, so students held on it (``afterok``) start only when every
+teacher of the pack is done. Students of the pack's other teachers are then cancelled by SLURM with the
+rest; submitting again sends them without a dependency, since their teachers are done.
+
 Each submitted run gets ``slurm.json`` in its run directory (job id, array index, dependency, submit
 time, log paths, and the earlier submissions). Submission holds a lock on a file under the results
 root, so two shells submitting the same suite at once cannot both submit a run: the second waits,
@@ -18,12 +25,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,8 +46,8 @@ from kdbench.results.store import DONE, FAILED, RUNNING, ResultStore, atomic_wri
 from kdbench.suite import RunSpec
 
 __all__ = [
-    "Profile", "RunState", "SlurmError", "SubmitSummary", "TrainJob", "cancel_runs", "load_profile",
-    "query_jobs", "slurm_states", "submit_suite", "wait_for_suite",
+    "PackFailed", "PackedTrainJob", "Profile", "RunState", "SlurmError", "SubmitSummary", "TrainJob", "cancel_runs",
+    "load_profile", "pack_runs", "query_jobs", "slurm_states", "submit_suite", "wait_for_suite",
 ]
 
 RECORD = "slurm.json"
@@ -111,6 +121,113 @@ def _use_allocated_cpus() -> None:
         import torch
 
         torch.set_num_threads(int(cpus))
+
+
+class PackFailed(RuntimeError):
+    """Some runs of a packed job did not finish; the job fails so that students held on it do not start."""
+
+
+class PackedTrainJob(submitit.helpers.Checkpointable):
+    """Several runs trained at once inside one SLURM job (``runs_per_job`` > 1), one process per run.
+
+    The processes share the job's GPU(s); each gets an equal part of the job's CPUs as torch threads
+    (CPU runs still train on ``KDBENCH_CPU_THREADS``, see ``kdbench.train.cpu_threads``). The job waits
+    for every run, then raises ``PackFailed`` naming the runs that failed, if any: a failed run has its
+    failed.json as under ``TrainJob``, and the job's failure keeps ``afterok`` students from starting.
+    Pickled by submitit: it holds paths and options only.
+    """
+
+    def __init__(self, run_dirs: Sequence[str], device: str | None = None, data_root: str | None = None):
+        self.run_dirs = [str(run_dir) for run_dir in run_dirs]
+        self.device = device
+        self.data_root = data_root
+
+    def __call__(self) -> dict[str, dict]:
+        """Train every run of the pack; run id -> result."""
+        threads = _cpus_per_process(len(self.run_dirs))
+        outcomes: dict[str, tuple[str, str | dict]] = {}
+        # spawn: fork and CUDA do not mix, and each run needs its own torch state (threads, seeds, device)
+        context = multiprocessing.get_context("spawn")
+        others = set(multiprocessing.active_children())
+        # SLURM sends its preemption / time-limit warning to every process of the job. Only this one may act
+        # on it (checkpoint the pack, requeue the job); the processes started here (the runs, multiprocessing's
+        # resource tracker) inherit the signal blocked, so it cannot kill them. One arriving meanwhile waits.
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {_preemption_signal()})
+        try:
+            # A pool per run: a run whose process dies (out of memory) does not break the others' pool.
+            pools = [ProcessPoolExecutor(max_workers=1, mp_context=context) for _ in self.run_dirs]
+            futures = {}
+            for pool, run_dir in zip(pools, map(Path, self.run_dirs), strict=True):
+                job = (str(run_dir.parent.parent), run_dir.name, self.device, self.data_root, threads)
+                futures[pool.submit(_train_pack_member, *job)] = run_dir.name
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+        try:
+            for future in as_completed(futures):
+                run_id = futures[future]
+                try:
+                    outcomes[run_id] = future.result()
+                except Exception as error:  # its process died (out of memory, killed): no failed.json to read
+                    outcomes[run_id] = ("failed", f"its process died: {type(error).__name__}: {error}")
+                _log_outcome(run_id, *outcomes[run_id])
+        except BaseException:
+            # Preempted (submitit's signal handler has requeued the job and exits) or interrupted: stop the
+            # runs now rather than waiting for them; every finished epoch is already checkpointed.
+            for process in set(multiprocessing.active_children()) - others:
+                process.terminate()
+            raise
+        finally:
+            for pool in pools:
+                pool.shutdown(wait=True, cancel_futures=True)
+        unfinished = {run_id: outcome for run_id, outcome in outcomes.items() if outcome[0] != "done"}
+        if unfinished:
+            reasons = "; ".join(f"{run_id} {state}: {why}" for run_id, (state, why) in unfinished.items())
+            raise PackFailed(
+                f"{len(unfinished)} of {len(self.run_dirs)} runs of this job did not finish "
+                f"({', '.join(unfinished)}): {reasons}"
+            )
+        return {run_id: result for run_id, (_, result) in outcomes.items()}
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """Called on preemption or near the time limit: the same pack again. On requeue, runs that are done
+        return their result.json at once and the others resume from their last epoch."""
+        return submitit.helpers.DelayedSubmission(PackedTrainJob(self.run_dirs, self.device, self.data_root))
+
+
+def _cpus_per_process(pack_size: int) -> int | None:
+    """Each run's equal part of the job's CPUs (``cpus_per_run``; see ``_use_allocated_cpus`` for why)."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    return max(1, int(cpus) // pack_size) if cpus and cpus.isdigit() else None
+
+
+def _train_pack_member(
+    store_root: str, run_id: str, device: str | None, data_root: str | None, threads: int | None
+) -> tuple[str, str | dict]:
+    """One run of a pack, in its own process: ("done", result) at once if it is done, else ``train_locked``."""
+    # The job's own process handles SLURM's preemption warning (see PackedTrainJob); here it would kill the run.
+    signal.signal(_preemption_signal(), signal.SIG_IGN)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    finished = ResultStore(store_root).result(run_id)
+    if finished is not None:  # a requeued pack: this run finished before the preemption
+        return "done", finished
+    from kdbench.executors.local import train_locked
+
+    return train_locked(store_root, run_id, device, data_root, progress=False, stop_after_epochs=None)
+
+
+def _preemption_signal() -> signal.Signals:
+    return getattr(signal, f"SIG{submitit.JobEnvironment.USR_SIG}", signal.SIGUSR2)
+
+
+def _log_outcome(run_id: str, state: str, payload: str | dict) -> None:
+    if state == "done" and isinstance(payload, dict):
+        line = f"done {run_id}: top-1 {payload['top1_last']:.2f} (best {payload['top1_best']:.2f})"
+    else:
+        line = f"{state} {run_id}: {payload}"
+    print(f"kdbench pack: {line}", flush=True)  # the job's log says which run ended how
 
 
 # --- talking to SLURM -----------------------------------------------------------------------------------
@@ -196,13 +313,18 @@ def read_record(store: ResultStore, run_id: str) -> dict | None:
         return None
 
 
-def _write_record(store: ResultStore, run_id: str, job: submitit.Job, dependency: str | None, profile: Profile) -> None:
+def _write_record(
+    store: ResultStore, run_id: str, job: submitit.Job, dependency: str | None, profile: Profile,
+    pack: Sequence[str] | None = None,
+) -> None:
+    """Record the run's new submission; ``pack``: every run its job trains (``runs_per_job`` > 1 only)."""
     previous = read_record(store, run_id)
     history = []
     if previous:
         history = previous.pop("previous", [])
         history.append(previous)
     array_id, _, index = str(job.job_id).partition("_")
+    packing = {} if pack is None else {"pack": list(pack), "runs_per_job": profile.runs_per_job}
     atomic_write_json(store.run_dir(run_id) / RECORD, {
         "job_id": str(job.job_id),
         "array_job_id": array_id,
@@ -213,6 +335,7 @@ def _write_record(store: ResultStore, run_id: str, job: submitit.Job, dependency
         "stderr": str(job.paths.stderr),
         "profile": profile.source,
         "slurm_conf": os.environ.get("SLURM_CONF"),
+        **packing,
         "previous": history,
     })
 
@@ -380,19 +503,24 @@ class SubmitSummary:
     failed: dict[str, str] = field(default_factory=dict)
     blocked: dict[str, str] = field(default_factory=dict)
     not_applicable: list[str] = field(default_factory=list)
-    #: (array job id, number of runs, dependency or None); an array of one run is a plain job
-    arrays: list[tuple[str, int, str | None]] = field(default_factory=list)
+    #: (array job id, number of runs, dependency or None, number of array tasks); an array of one task is a
+    #: plain job; with ``runs_per_job`` > 1 a task trains a pack of runs
+    arrays: list[tuple[str, int, str | None, int]] = field(default_factory=list)
 
     def describe(self) -> str:
         """A few lines for the terminal."""
+        tasks = sum(array[3] for array in self.arrays)
+        packed = tasks != len(self.submitted)
+        what = f"{len(self.submitted)} run(s) in {tasks} task(s) of" if packed else f"{len(self.submitted)} runs in"
         lines = [
-            f"submitted {len(self.submitted)} runs in {len(self.arrays)} job array(s); "
+            f"submitted {what} {len(self.arrays)} job array(s); "
             f"{len(self.already_done)} already done, {len(self.already_queued)} already queued or running, "
             f"{len(self.failed)} failed (not retried), {len(self.blocked)} blocked"
         ]
-        for array_id, size, dependency in self.arrays:
-            what = f"array {array_id}_[0-{size - 1}]" if size > 1 else f"job {array_id}"
-            lines.append(f"  {what}: {size} run(s)" + (f", held until {dependency}" if dependency else ""))
+        for array_id, size, dependency, count in self.arrays:
+            name = f"array {array_id}_[0-{count - 1}]" if count > 1 else f"job {array_id}"
+            runs = f"{size} run(s)" + (f" in {count} task(s)" if count != size else "")
+            lines.append(f"  {name}: {runs}" + (f", held until {dependency}" if dependency else ""))
         for run_id, reason in self.failed.items():
             lines.append(f"  failed   {run_id}: {reason}  (--retry-failed submits it again)")
         for run_id, reason in self.blocked.items():
@@ -422,7 +550,11 @@ def submission_lock(root: Path, wait_s: float = 600.0) -> Iterator[None]:
             fcntl.lockf(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _executor(store: ResultStore, profile: Profile, dependency: str | None) -> submitit.SlurmExecutor:
+def _executor(
+    store: ResultStore, profile: Profile, dependency: str | None, pack_size: int = 1
+) -> submitit.SlurmExecutor:
+    """An executor for one array; its tasks train up to ``pack_size`` runs each, so they ask for that many
+    times ``cpus_per_run`` and ``mem_gb`` (the GPUs are shared by the pack)."""
     executor = submitit.SlurmExecutor(folder=store.root.resolve() / "slurm" / "jobs" / "%j",
                                       max_num_timeout=profile.max_timeouts)
     extra = dict(profile.sbatch)
@@ -431,12 +563,13 @@ def _executor(store: ResultStore, profile: Profile, dependency: str | None) -> s
         extra.setdefault("kill-on-invalid-dep", "yes")
     parameters: dict[str, Any] = dict(
         job_name=profile.job_name, time=profile.time_min, nodes=1, ntasks_per_node=1,
-        cpus_per_task=profile.cpus_per_run, signal_delay_s=profile.signal_delay_s,
+        cpus_per_task=profile.cpus_per_run * pack_size, signal_delay_s=profile.signal_delay_s,
         array_parallelism=profile.array_parallelism, additional_parameters=extra, setup=list(profile.setup),
         stderr_to_stdout=False,
     )
     optional = dict(partition=profile.partition, account=profile.account, qos=profile.qos,
-                    constraint=profile.constraint, dependency=dependency, mem=_megabytes(profile.mem_gb),
+                    constraint=profile.constraint, dependency=dependency,
+                    mem=_megabytes(None if profile.mem_gb is None else profile.mem_gb * pack_size),
                     gpus_per_node=profile.gpus_per_run or None)
     parameters.update({key: value for key, value in optional.items() if value is not None})
     executor.update_parameters(**parameters)
@@ -447,27 +580,45 @@ def _megabytes(gigabytes: float | None) -> str | None:
     return None if gigabytes is None else f"{round(gigabytes * 1024)}M"
 
 
+def pack_runs(runs: Sequence[RunSpec], runs_per_job: int) -> list[list[RunSpec]]:
+    """``runs`` in order, in packs of ``runs_per_job`` (the last one may be smaller): one array task each."""
+    return [list(runs[start:start + runs_per_job]) for start in range(0, len(runs), runs_per_job)]
+
+
 def _submit_arrays(
     store: ResultStore, profile: Profile, runs: Sequence[RunSpec], dependency: str | None,
     device: str | None, data_root: str | None, summary: SubmitSummary,
 ) -> dict[str, str]:
-    """Submit ``runs`` as job arrays sharing ``dependency``; record each run's job; run id -> job id."""
+    """Submit ``runs`` as job arrays sharing ``dependency``, ``runs_per_job`` runs per array task; record
+    each run's job; run id -> job id (the runs of one pack share it)."""
     job_ids: dict[str, str] = {}
-    for start in range(0, len(runs), MAX_ARRAY_SIZE):
-        chunk = runs[start:start + MAX_ARRAY_SIZE]
-        run_dirs = [store.write_spec(spec).resolve() for spec in chunk]
-        executor = _executor(store, profile, dependency)
+    packs = pack_runs(runs, profile.runs_per_job)
+    for start in range(0, len(packs), MAX_ARRAY_SIZE):
+        chunk = packs[start:start + MAX_ARRAY_SIZE]
+        run_dirs = [[str(store.write_spec(spec).resolve()) for spec in pack] for pack in chunk]
+        # Every task of an array asks for the same resources: those of its largest pack.
+        executor = _executor(store, profile, dependency, pack_size=max(len(pack) for pack in chunk))
         try:
             with executor.batch():
-                jobs = [executor.submit(TrainJob(str(run_dir), device, data_root)) for run_dir in run_dirs]
+                jobs = [executor.submit(_job_for(dirs, device, data_root)) for dirs in run_dirs]
         except Exception as error:  # sbatch's message is the useful part (bad partition, account, ...)
-            raise SlurmError(f"sbatch refused {len(chunk)} run(s) with profile {profile.source}: {error}") from None
-        for spec, job in zip(chunk, jobs, strict=True):
-            _write_record(store, spec.run_id, job, dependency, profile)
-            job_ids[spec.run_id] = str(job.job_id)
-        summary.arrays.append((str(jobs[0].job_id).split("_")[0], len(jobs), dependency))
+            count = sum(len(pack) for pack in chunk)
+            raise SlurmError(f"sbatch refused {count} run(s) with profile {profile.source}: {error}") from None
+        for pack, job in zip(chunk, jobs, strict=True):
+            pack_ids = [spec.run_id for spec in pack] if profile.runs_per_job > 1 else None
+            for spec in pack:
+                _write_record(store, spec.run_id, job, dependency, profile, pack_ids)
+                job_ids[spec.run_id] = str(job.job_id)
+        summary.arrays.append((str(jobs[0].job_id).split("_")[0], sum(map(len, chunk)), dependency, len(jobs)))
     summary.submitted.update(job_ids)
     return job_ids
+
+
+def _job_for(run_dirs: list[str], device: str | None, data_root: str | None) -> TrainJob | PackedTrainJob:
+    # A pack of one trains in the job's own process, exactly as without packing.
+    if len(run_dirs) == 1:
+        return TrainJob(run_dirs[0], device, data_root)
+    return PackedTrainJob(run_dirs, device, data_root)
 
 
 def submit_suite(
@@ -552,10 +703,12 @@ def _teacher_problem(states: dict[str, RunState], teacher_run: str) -> str:
 # --- cancelling -----------------------------------------------------------------------------------------
 
 
-def cancel_runs(store: ResultStore, runs: Sequence[RunSpec]) -> dict[str, str]:
+def cancel_runs(store: ResultStore, runs: Sequence[RunSpec], log: Callable[[str], None] = print) -> dict[str, str]:
     """scancel the queued or running jobs of ``runs``; run id -> cancelled job id.
 
-    Students waiting (afterok) on a cancelled teacher are then cancelled by SLURM too."""
+    Students waiting (afterok) on a cancelled teacher are then cancelled by SLURM too. A job that trains
+    a pack of runs (``runs_per_job`` > 1) is cancelled whole: its other unfinished runs stop with it, and
+    ``log`` names them (submitting again resumes them all)."""
     todo = _distinct_applicable(runs)
     with submission_lock(store.root):
         states = _states(store, todo, strict=True)
@@ -563,8 +716,24 @@ def cancel_runs(store: ResultStore, runs: Sequence[RunSpec]) -> dict[str, str]:
             run_id: state.job_id for run_id, state in states.items()
             if state.job_active and state.job_id
         }
+        for job_id, others in _pack_mates(store, cancelled).items():
+            log(f"  job {job_id} trains a pack of runs (runs_per_job): cancelling it also stops {', '.join(others)}")
         _scancel(sorted(set(cancelled.values())))
     return cancelled
+
+
+def _pack_mates(store: ResultStore, cancelled: dict[str, str]) -> dict[str, list[str]]:
+    """Job id -> the unfinished runs it also trains that are not among ``cancelled`` (from their records)."""
+    mates: dict[str, list[str]] = {}
+    for run_id, job_id in cancelled.items():
+        record = read_record(store, run_id) or {}
+        if record.get("job_id") != job_id:
+            continue
+        for other in record.get("pack", []):
+            unfinished = store.status(other) not in (DONE, FAILED)
+            if other not in cancelled and unfinished and other not in mates.get(job_id, []):
+                mates.setdefault(job_id, []).append(other)
+    return mates
 
 
 def describe_state(state: RunState) -> str:

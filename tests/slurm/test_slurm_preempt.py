@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,8 @@ def test_requeued_run_resumes_to_the_same_result(cluster, tmp_path: Path) -> Non
     assert slurm_states(preempted, teacher)[run_id].state == "requeued"
     before = _metrics(run_dir)
     assert 2 <= len(before) < EPOCHS and preempted.result(run_id) is None
+    # not within the second of the requeue: slurmd may refuse that launch ("Job credential revoked")
+    time.sleep(2)
     cluster.command("scontrol", "update", f"jobid={job_id}", "StartTime=now")
 
     states = cluster.wait_final(preempted, teacher, timeout_s=180)
