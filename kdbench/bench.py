@@ -92,7 +92,7 @@ class BenchSettings:
     warmup: int = 5  # untimed steps before the first window
     windows: int = 5
     precision: str = "fp32"
-    channels_last: bool = False
+    channels_last: bool = True  # kdbench path, as training's default
     compile: str = "off"  # kdbench path: torch.compile mode of the step (training.compile)
     device: str | None = None  # None or "auto": cuda if available, else cpu
     num_workers: int | None = None  # the reference's DataLoader workers; None: the CRD code's 8, capped by the CPUs
@@ -239,7 +239,7 @@ class KdbenchPath:
     def __init__(self, work: Workload, split: Split, seed: int, device: torch.device | str):
         self.device = device = torch.device(device)
         self.autocast = autocast_factory(device, work.precision)
-        channels_last = work.channels_last and device.type == "cuda"  # as kdbench.train: CUDA only
+        channels_last = work.channels_last
         student, teacher = build_models(work, seed, device)
         self.distiller = create_distiller(student, teacher, work.terms, work.ce_weight).to(device)
         prepare_for_device(self.distiller, {"channels_last": channels_last, "compile": work.compile}, device)
@@ -523,7 +523,7 @@ def bench_pair(
         "image_shape": list(shape),
         "num_classes": num_classes,
         "precision": settings.precision,
-        "channels_last": settings.channels_last and device.type == "cuda",
+        "channels_last": settings.channels_last,
         "compile": settings.compile,
         "reference_num_workers": workers,
         "steps": settings.steps_per_window * settings.windows,
@@ -555,7 +555,7 @@ def eval_step_seconds(
     torch.manual_seed(settings.seed)
     model = create_model(model_name, work.num_classes).to(device)
     calibrate_batchnorm(model, work.image_shape, device, settings.seed)
-    channels_last = work.channels_last and device.type == "cuda"
+    channels_last = work.channels_last
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     split = random_split(work.batch_size * EVAL_BATCHES, work.num_classes, work.image_shape, settings.seed)

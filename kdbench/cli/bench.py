@@ -56,7 +56,12 @@ def register(subparsers) -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before the first window (later: 2)")
     parser.add_argument("--windows", type=int, default=5, help="timed windows; a step time is their median")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="kdbench path; bf16 only on CUDA")
-    parser.add_argument("--channels-last", action="store_true", help="kdbench path on CUDA (as training)")
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="kdbench path in the NHWC layout, as training.channels_last (default: on, as training)",
+    )
     parser.add_argument(
         "--compile",
         default="off",
