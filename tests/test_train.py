@@ -104,6 +104,22 @@ def test_a_nan_loss_fails_that_run_and_the_suite_goes_on(write_suite, tmp_path) 
     assert any("blocked" in line and "failed" in line for line in lines)
 
 
+def test_an_unexpected_error_is_recorded_with_its_traceback_and_time(write_suite, tmp_path, monkeypatch) -> None:
+    from kdbench.executors import local
+
+    def broken(run_dir, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(local, "train_run", broken)
+    store, runs = prepare(write_suite, tmp_path)
+    summary = run_local(runs, store, progress=False, log=lambda line: None)
+    teacher, vanilla, kd = runs
+    assert summary.failed == [teacher.run_id, vanilla.run_id] and summary.blocked == [kd.run_id]
+    failure = store.failure(teacher.run_id)
+    assert failure["reason"] == "OSError: disk full" and failure["type"] == "OSError"
+    assert "raise OSError" in failure["traceback"] and failure["time"].startswith("20")
+
+
 def test_a_locked_run_is_left_to_the_process_that_holds_it(write_suite, tmp_path) -> None:
     store, runs = prepare(write_suite, tmp_path)
     teacher = runs[0]

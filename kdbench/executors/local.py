@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from kdbench.results.store import DONE, FAILED, ResultStore, RunLocked, atomic_write_json
 from kdbench.suite import RunSpec
@@ -90,6 +91,7 @@ def train_locked(
                 "reason": f"{type(error).__name__}: {error}",
                 "type": type(error).__name__,
                 "traceback": traceback.format_exc(),
+                "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             },
         )
         return "failed", f"{type(error).__name__}: {error} (see {run_dir}/failed.json)"
