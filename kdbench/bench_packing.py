@@ -11,6 +11,7 @@ when N of them train at once. A small CIFAR network at batch 64 leaves most of a
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -18,7 +19,7 @@ from dataclasses import asdict
 
 import torch
 
-from kdbench.bench import BenchSettings, KdbenchPath, Workload, random_split, synchronize
+from kdbench.bench import BenchSettings, KdbenchPath, Workload, random_split, synchronize, use_device
 from kdbench.train import cpu_threads, resolve_device
 
 #: N whose throughput is within this fraction of the best measured one is good enough: fewer
@@ -26,6 +27,10 @@ from kdbench.train import cpu_threads, resolve_device
 RECOMMEND_WITHIN = 0.9
 #: seconds a process may take to start, build its step and warm up (compiling included)
 START_TIMEOUT_S = 900
+
+
+class PackingBenchFailed(RuntimeError):
+    """A process of the packing benchmark failed or died (the device ran out of memory, say)."""
 
 
 def _packed_process(
@@ -38,6 +43,7 @@ def _packed_process(
     """One of N processes: build the step, warm up, wait for the others, time ``steps`` steps."""
     try:
         device = resolve_device(settings["device"])
+        use_device(device)
         if device.type == "cpu":
             torch.set_num_threads(cpu_threads())  # as a training run: one thread unless KDBENCH_CPU_THREADS
         steps, warmup = settings["steps"], settings["warmup"]
@@ -70,21 +76,35 @@ def time_packed(work: Workload, settings: BenchSettings, processes: int) -> list
     for worker in workers:
         worker.start()
     seconds: dict[int, float] = {}
-    problems: list[str] = []
+    problems: dict[int, str] = {}
+    deadline = time.monotonic() + START_TIMEOUT_S + 60 * settings.steps
     try:
-        for _ in workers:
-            index, elapsed, problem = answers.get(timeout=START_TIMEOUT_S + 60 * settings.steps)
+        while len(seconds) + len(problems) < processes:
+            try:
+                index, elapsed, problem = answers.get(timeout=1.0)
+            except queue.Empty:
+                # A process killed outright (out of memory, a CUDA abort) never answers: name it, free the
+                # others from the barrier. (One that answered exits with 0, its answer already sent.)
+                for index, worker in enumerate(workers):
+                    if index not in seconds and index not in problems and worker.exitcode not in (None, 0):
+                        problems[index] = f"died with exit code {worker.exitcode}"
+                        barrier.abort()
+                if time.monotonic() > deadline:
+                    silent = [i + 1 for i in range(processes) if i not in seconds and i not in problems]
+                    problems.update({i - 1: "no answer in time" for i in silent})
+                continue
             if problem:
-                problems.append(f"process {index + 1}/{processes}: {problem}")
+                problems[index] = problem
             else:
                 seconds[index] = elapsed
     finally:
         for worker in workers:
             worker.join(timeout=30)
             if worker.is_alive():
-                worker.terminate()
+                worker.kill()
     if problems:
-        raise RuntimeError("packing benchmark failed: " + "; ".join(problems))
+        described = "; ".join(f"process {i + 1}/{processes}: {why}" for i, why in sorted(problems.items()))
+        raise PackingBenchFailed(f"packing benchmark with {processes} processes failed: {described}")
     return [seconds[index] for index in range(processes)]
 
 

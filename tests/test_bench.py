@@ -221,3 +221,23 @@ def test_packing_and_compile_mistakes_exit_2(args: list[str], message: str, caps
     captured = capsys.readouterr()
     assert message in captured.err
     assert "Traceback" not in captured.err
+
+
+class DiesWhenUnpickled:
+    """Stands in for a workload; the spawned process that unpickles it exits at once, as if killed."""
+
+    def __reduce__(self):
+        import os
+
+        return (os._exit, (3,))
+
+
+def test_a_packing_process_that_dies_is_named_instead_of_waited_for() -> None:
+    from kdbench.bench import BenchSettings
+    from kdbench.bench_packing import PackingBenchFailed, time_packed
+
+    settings = BenchSettings(device="cpu", steps=1, warmup=0)
+    with pytest.raises(PackingBenchFailed) as error:
+        time_packed(DiesWhenUnpickled(), settings, 2)  # type: ignore[arg-type]
+    assert "process 1/2: died with exit code 3" in str(error.value)
+    assert "process 2/2: died with exit code 3" in str(error.value)

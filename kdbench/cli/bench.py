@@ -21,7 +21,7 @@ from kdbench.bench import (
     project_suite,
     settings_problems,
 )
-from kdbench.bench_packing import bench_packing, format_packing, packed_projection
+from kdbench.bench_packing import PackingBenchFailed, bench_packing, format_packing, packed_projection
 from kdbench.cli.common import UserError, add_command
 from kdbench.data import DATASETS
 from kdbench.suite import COMPILE_MODES, PRECISIONS
@@ -67,7 +67,7 @@ def register(subparsers) -> None:
         default="off",
         metavar="MODE",
         help=f"kdbench path: torch.compile the step, as training.compile ({', '.join(COMPILE_MODES)}; "
-        "reduce-overhead adds CUDA graphs on CUDA; compiling takes a minute before timing starts)",
+        "reduce-overhead and max-autotune add CUDA graphs on CUDA; compiling takes a minute before timing starts)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
     parser.add_argument(
@@ -198,7 +198,10 @@ def _bench_packing(args: argparse.Namespace, settings, counts: list[int]) -> dic
     except ValueError as error:
         raise UserError(f"--packing-method: {error}") from None
     work = pair_workload(teacher, student, method, settings)
-    return bench_packing(work, settings, counts, repeats=args.packing_repeats, progress=_progress)
+    try:
+        return bench_packing(work, settings, counts, repeats=args.packing_repeats, progress=_progress)
+    except PackingBenchFailed as error:  # e.g. too many runs for the device's memory: say so, no traceback
+        raise UserError(f"{error}\n  (try fewer: --packing {','.join(map(str, counts[:-1])) or '1'})") from None
 
 
 def _progress(message: str) -> None:

@@ -149,20 +149,24 @@ class PackedTrainJob(submitit.helpers.Checkpointable):
         # spawn: fork and CUDA do not mix, and each run needs its own torch state (threads, seeds, device)
         context = multiprocessing.get_context("spawn")
         others = set(multiprocessing.active_children())
-        # SLURM sends its preemption / time-limit warning to every process of the job. Only this one may act
-        # on it (checkpoint the pack, requeue the job); the processes started here (the runs, multiprocessing's
-        # resource tracker) inherit the signal blocked, so it cannot kill them. One arriving meanwhile waits.
-        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {_preemption_signal()})
+        # SLURM sends its preemption / time-limit warning (and, on preemption, SIGTERM) to every process of the
+        # job. Only this one may act on them (submitit checkpoints the pack and requeues the job; it ignores
+        # SIGTERM): the processes started here (the runs, multiprocessing's resource tracker) inherit both
+        # signals blocked, so neither can kill a run; this process stops them itself (below).
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {_preemption_signal(), signal.SIGTERM})
+        pools: list[ProcessPoolExecutor] = []
+        futures = {}
         try:
-            # A pool per run: a run whose process dies (out of memory) does not break the others' pool.
-            pools = [ProcessPoolExecutor(max_workers=1, mp_context=context) for _ in self.run_dirs]
-            futures = {}
-            for pool, run_dir in zip(pools, map(Path, self.run_dirs), strict=True):
-                job = (str(run_dir.parent.parent), run_dir.name, self.device, self.data_root, threads)
-                futures[pool.submit(_train_pack_member, *job)] = run_dir.name
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
-        try:
+            try:
+                # A pool per run: a run whose process dies (out of memory) does not break the others' pool.
+                for index, run_dir in enumerate(map(Path, self.run_dirs)):
+                    pools.append(ProcessPoolExecutor(max_workers=1, mp_context=context))
+                    device = _member_device(self.device, index)
+                    job = (str(run_dir.parent.parent), run_dir.name, device, self.data_root, threads)
+                    futures[pools[-1].submit(_train_pack_member, *job)] = run_dir.name
+            finally:
+                # a signal that came meanwhile is delivered here, inside the try that stops the runs
+                signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
             for future in as_completed(futures):
                 run_id = futures[future]
                 try:
@@ -172,9 +176,10 @@ class PackedTrainJob(submitit.helpers.Checkpointable):
                 _log_outcome(run_id, *outcomes[run_id])
         except BaseException:
             # Preempted (submitit's signal handler has requeued the job and exits) or interrupted: stop the
-            # runs now rather than waiting for them; every finished epoch is already checkpointed.
+            # runs now rather than waiting for them; every finished epoch is already checkpointed. SIGKILL:
+            # they do not take SIGTERM.
             for process in set(multiprocessing.active_children()) - others:
-                process.terminate()
+                process.kill()
             raise
         finally:
             for pool in pools:
@@ -194,6 +199,15 @@ class PackedTrainJob(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(PackedTrainJob(self.run_dirs, self.device, self.data_root))
 
 
+def _member_device(device: str | None, index: int) -> str | None:
+    """The device of a pack's ``index``-th run: with several GPUs in the job (``gpus_per_run`` > 1), the
+    runs take turns over them; an explicit ``cuda:N`` or ``cpu`` is kept."""
+    visible = [gpu for gpu in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if gpu.strip()]
+    if device in (None, "auto", "cuda") and len(visible) > 1:
+        return f"cuda:{index % len(visible)}"
+    return device
+
+
 def _cpus_per_process(pack_size: int) -> int | None:
     """Each run's equal part of the job's CPUs (``cpus_per_run``; see ``_use_allocated_cpus`` for why)."""
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
@@ -204,8 +218,10 @@ def _train_pack_member(
     store_root: str, run_id: str, device: str | None, data_root: str | None, threads: int | None
 ) -> tuple[str, str | dict]:
     """One run of a pack, in its own process: ("done", result) at once if it is done, else ``train_locked``."""
-    # The job's own process handles SLURM's preemption warning (see PackedTrainJob); here it would kill the run.
-    signal.signal(_preemption_signal(), signal.SIG_IGN)
+    # The job's own process handles SLURM's preemption warning and SIGTERM (see PackedTrainJob); here they
+    # would kill the run.
+    for handled_by_the_job in (_preemption_signal(), signal.SIGTERM):
+        signal.signal(handled_by_the_job, signal.SIG_IGN)
     if threads is not None:
         import torch
 
