@@ -17,6 +17,7 @@ import os
 import platform
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,7 +37,8 @@ from kdbench.models.flops import count_flops, count_parameters
 from kdbench.results.store import atomic_write_bytes, atomic_write_json
 from kdbench.suite import RunSpec
 
-CHECKPOINT_VERSION = 1
+#: 2: CPU runs train in channels_last (their last bits differ from version 1's contiguous layout)
+CHECKPOINT_VERSION = 2
 
 
 class RunFailed(Exception):
@@ -179,13 +181,15 @@ def make_optimizer(parameters: Any, schedule: dict, device: torch.device) -> tor
 
 
 def prepare_for_device(distiller: Distiller, training: dict, device: torch.device) -> None:
-    """The ``training`` settings that change how the step runs, not what it computes (in place).
+    """The ``training`` settings that change how the step runs (in place); its arithmetic changes only in
+    the last bits (another order of floating-point operations), which is why they are part of the run id.
 
     channels_last (NHWC, the fast convolution layout of cuDNN and of oneDNN on CPUs: a training step
     of these networks took 10-45% less time on a CPU, measured on 2 cores) for the student, the
     method's parts and the teacher; and ``compile``: the distiller's forward (student,
-    teacher, losses) and its backward through torch.compile, with ``reduce-overhead`` replaying
-    them as CUDA graphs on CUDA. Parameter names and the checkpoint stay those of the eager model.
+    teacher, losses) and its backward through torch.compile, with ``reduce-overhead`` and
+    ``max-autotune`` replaying them as CUDA graphs on CUDA. Parameter names and the checkpoint stay
+    those of the eager model.
     """
     if training.get("channels_last"):
         distiller.to(memory_format=torch.channels_last)
@@ -359,10 +363,18 @@ def _train(
     checkpoint_path = run_dir / "checkpoint.pt"
     metrics: list[dict] = []
     start_epoch = 0
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if state.get("version") != CHECKPOINT_VERSION or state.get("run_id") != spec.run_id:
-            raise RunFailed(f"{checkpoint_path} belongs to another run or kdbench version; move it away to retrain")
+    state = torch.load(checkpoint_path, map_location=device, weights_only=False) if checkpoint_path.exists() else None
+    if state is not None and state.get("run_id") != spec.run_id:
+        raise RunFailed(f"{checkpoint_path} belongs to run {state.get('run_id')}; move it away to retrain")
+    if state is not None and state.get("version") != CHECKPOINT_VERSION:
+        # An earlier kdbench computed those epochs with other arithmetic: finishing them here would give
+        # numbers of neither version. Start afresh; the old checkpoint stays beside, renamed.
+        kept = checkpoint_path.with_name(f"checkpoint.v{state.get('version')}.pt")
+        os.replace(checkpoint_path, kept)
+        message = f"{checkpoint_path}: written by another kdbench version; training afresh (kept as {kept.name})"
+        warnings.warn(message, stacklevel=2)
+        state = None
+    if state is not None:
         distiller.load_state_dict(state["distiller"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

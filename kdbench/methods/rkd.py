@@ -33,8 +33,12 @@ def pairwise_distances(embedding: torch.Tensor, eps: float = 1e-12) -> torch.Ten
 
 
 def normalised_distances(embedding: torch.Tensor) -> torch.Tensor:
+    """Distances over their mean over the positive entries (the off-diagonal ones), as the reference.
+
+    Written as sum / count rather than by boolean indexing: the same value, without an output whose
+    shape depends on the data (which breaks a compiled or CUDA-graph step and syncs the host)."""
     distances = pairwise_distances(embedding)
-    return distances / distances[distances > 0].mean()
+    return distances / (distances.sum() / (distances > 0).sum())
 
 
 def angle_cosines(embedding: torch.Tensor) -> torch.Tensor:

@@ -25,9 +25,9 @@ STEM_CHANNELS = 24
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Interleave the channels of ``groups`` groups: [N, g*c, H, W] -> [N, c*g, H, W]."""
-    batch, channels, height, width = x.shape
-    return x.view(batch, groups, channels // groups, height, width).transpose(1, 2).reshape(x.shape)
+    """Interleave the channels of ``groups`` groups: [N, g*c, H, W] -> [N, c*g, H, W] (the CRD code's
+    view-transpose-reshape; torch's own op keeps a channels_last input channels_last, without a copy)."""
+    return F.channel_shuffle(x, groups)
 
 
 def shuffle_stem() -> nn.Sequential:
