@@ -151,6 +151,13 @@ def random_split(size: int, num_classes: int, shape: Sequence[int], seed: int) -
     return Split(images, torch.randint(0, num_classes, (size,), generator=generator))
 
 
+def use_device(device: torch.device) -> None:
+    """What training sets up on the device: cuDNN autotuning on CUDA (training's default, and the CRD
+    code's ``cudnn.benchmark = True``, so both paths get it)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -479,6 +486,7 @@ def bench_pair(
     problems = settings_problems(settings, device)
     if problems:
         raise ValueError("; ".join(problems))
+    use_device(device)
     teacher, student = canonical_model(teacher), canonical_model(student)
     names = check_methods(teacher, student, methods)
     num_classes, shape = dataset_shape({"name": settings.dataset})
@@ -598,6 +606,7 @@ def project_suite(
     need: (init epochs + epochs) x ceil(train_size / batch_size), plus evaluation (see ``EVAL_NOTE``).
     """
     device = resolve_device(settings.device)
+    use_device(device)
     suite = load_suite(path, overrides)
     runs = plan(suite)
     distinct: dict[str, RunSpec] = {}

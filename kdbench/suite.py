@@ -91,7 +91,7 @@ SCHEDULE_KEYS = {
 }
 DATASET_COMMON_KEYS = {"name", "root", "download", "loader"}
 PRECISIONS = ["fp32", "bf16"]
-#: torch.compile modes of the training step; reduce-overhead also captures it in CUDA graphs (on CUDA)
+#: torch.compile modes of the training step; reduce-overhead and max-autotune also capture it in CUDA graphs (on CUDA)
 COMPILE_MODES = ["off", "default", "reduce-overhead", "max-autotune"]
 TRAINING_KEYS = {"precision": "fp32", "channels_last": True, "deterministic": False, "compile": "off"}
 #: training keys added after runs were first stored: left out of the run id at these values, so the
@@ -445,6 +445,14 @@ def resolve_training(training: Any, c: _Collector) -> dict:
         resolved["compile"] = "off"
     if resolved["compile"] not in COMPILE_MODES:
         c.add("training.compile", unknown_name_message("compile mode", resolved["compile"], COMPILE_MODES))
+    elif resolved["compile"] != "off" and resolved["deterministic"] is True:
+        # cuDNN can be made deterministic; the kernels torch.compile generates (and max-autotune's timed
+        # choice of them) cannot be promised to be
+        c.add(
+            "training.compile",
+            f"'{resolved['compile']}' cannot be combined with training.deterministic: true; "
+            "set compile: off for bit-reproducible runs, or deterministic: false",
+        )
     for key in ("channels_last", "deterministic"):
         if not isinstance(resolved[key], bool):
             c.add(f"training.{key}", f"expected true or false, got {_describe(resolved[key])}")

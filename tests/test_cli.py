@@ -113,3 +113,15 @@ def test_workers_auto_is_one_run_per_core_on_cpu_and_validated(write_suite, tmp_
     suite = str(write_suite(tiny_suite()))
     assert main(["run", suite, "--results-dir", str(tmp_path / "r"), "--workers", "0"]) == 2
     assert "--workers must be a positive integer or auto, got '0'" in capsys.readouterr().err
+
+
+def test_usable_cores_honour_a_container_cpu_quota(tmp_path, monkeypatch) -> None:
+    from kdbench.executors import local
+
+    monkeypatch.setattr(local.os, "sched_getaffinity", lambda _pid: set(range(16)), raising=False)
+    quota = tmp_path / "cpu.max"
+    quota.write_text("400000 100000\n")  # 4 CPUs' worth of time
+    assert local.usable_cores(str(quota)) == 4
+    quota.write_text("max 100000\n")  # no quota
+    assert local.usable_cores(str(quota)) == 16
+    assert local.usable_cores(str(tmp_path / "absent")) == 16

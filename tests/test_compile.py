@@ -21,6 +21,13 @@ def test_compile_mode_is_validated_with_the_nearest_choice_first(write_suite) ->
     assert "Available: reduce-overhead" in message
 
 
+def test_compile_is_refused_with_deterministic_runs(write_suite) -> None:
+    with pytest.raises(SuiteError) as error:
+        load_suite(write_suite(tiny_suite(training={"compile": "max-autotune", "deterministic": True})))
+    assert "training.compile: 'max-autotune' cannot be combined with training.deterministic: true" in str(error.value)
+    load_suite(write_suite(tiny_suite(training={"compile": "off", "deterministic": True}), "ok.yaml"))
+
+
 def test_yaml_off_means_off_and_leaves_run_ids_as_they_were(write_suite) -> None:
     before = [spec.run_id for spec in plan(load_suite(write_suite(tiny_suite(), "a.yaml")))]
     unquoted_off = write_suite(tiny_suite(), "b.yaml")

@@ -47,12 +47,24 @@ def auto_workers(device: str | None) -> tuple[int, str]:
     """
     if resolve_device(device).type != "cpu":
         return 1, "one run per GPU (measure more with kdbench bench --packing 1,2,4,8)"
+    cores = usable_cores()
+    workers = max(1, min(MAX_AUTO_CPU_WORKERS, cores // cpu_threads()))
+    return workers, f"{cores} CPU core(s), {cpu_threads()} thread(s) per run"
+
+
+def usable_cores(cgroup_cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """The cores this process may use: its CPU affinity, capped by a container's CPU quota (cgroup v2)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    workers = max(1, min(MAX_AUTO_CPU_WORKERS, cores // cpu_threads()))
-    return workers, f"{cores} CPU core(s), {cpu_threads()} thread(s) per run"
+    try:
+        quota, period = open(cgroup_cpu_max).read().split()[:2]
+    except (OSError, ValueError):
+        return cores
+    if quota.isdigit() and period.isdigit() and int(period) > 0:
+        cores = min(cores, max(1, int(quota) // int(period)))
+    return cores
 
 
 def describe(spec: RunSpec) -> str:
