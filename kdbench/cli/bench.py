@@ -41,7 +41,8 @@ def register(subparsers) -> None:
         "vanilla; vanilla is always timed as that baseline. With --suite, also projects the device-hours of "
         "every run of the suite, one after another on this device.",
         example="kdbench bench --teacher resnet56 --student resnet20 --methods vanilla,kd,at --json out.json\n"
-        "  kdbench bench --suite suites/cifar100.yaml seeds=[0]      # projected hours only",
+        "  kdbench bench --suite suites/cifar100.yaml seeds=[0]      # projected hours only\n"
+        "  kdbench bench --methods kd --packing 1,2,4,8 --suite suites/cifar100.yaml   # runs per GPU, packed hours",
     )
     parser.add_argument("--teacher", default="resnet56", help="teacher model")
     parser.add_argument("--student", default="resnet20", help="student model")

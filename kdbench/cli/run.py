@@ -23,7 +23,7 @@ def register(subparsers) -> None:
         "--executor",
         choices=["local", "slurm"],
         default="local",
-        help="local: train here, one run after another; slurm: submit job arrays through submitit",
+        help="local: train here (--workers runs at a time); slurm: submit job arrays through submitit",
     )
     parser.add_argument(
         "--profile",
