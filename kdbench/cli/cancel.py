@@ -12,7 +12,9 @@ from kdbench.suite import RunSpec
 
 def register(subparsers) -> None:
     parser = add_command(
-        subparsers, "cancel", help="cancel a suite's SLURM jobs (all, or by method, pair, seed)",
+        subparsers,
+        "cancel",
+        help="cancel a suite's SLURM jobs (all, or by method, pair, seed)",
         description="Cancel the queued, requeued and running SLURM jobs of the suite's runs. Finished epochs "
         "stay checkpointed: `kdbench run ... --executor slurm` submits the runs again and they resume. "
         "Students waiting on a cancelled teacher are cancelled by SLURM with it. A job that trains several runs "
@@ -20,10 +22,20 @@ def register(subparsers) -> None:
         example="kdbench cancel suites/cifar100.yaml --method KD --pair wrn_40_2,wrn_16_2 --seed 1",
     )
     add_suite_arguments(parser)
-    parser.add_argument("--method", action="append", default=[], metavar="M",
-                        help="only runs of this method label (as in the suite; 'Teacher' for teacher runs); repeatable")
-    parser.add_argument("--pair", action="append", default=[], metavar="T,S",
-                        help="only the students of this teacher,student pair; repeatable")
+    parser.add_argument(
+        "--method",
+        action="append",
+        default=[],
+        metavar="M",
+        help="only runs of this method label (as in the suite; 'Teacher' for teacher runs); repeatable",
+    )
+    parser.add_argument(
+        "--pair",
+        action="append",
+        default=[],
+        metavar="T,S",
+        help="only the students of this teacher,student pair; repeatable",
+    )
     parser.add_argument("--seed", action="append", type=int, default=[], metavar="N", help="only this seed; repeatable")
     parser.set_defaults(handler=run)
 
@@ -59,8 +71,10 @@ def select_runs(runs: list[RunSpec], *, methods: list[str], pairs: list[str], se
     for method in methods:
         match = next((label for label in labels if label.lower() == method.lower()), None)
         if match is None:
-            raise UserError(f"--method {method}: not a method of this suite. Choices, nearest first: "
-                            f"{', '.join(nearest_first(method, labels))}")
+            raise UserError(
+                f"--method {method}: not a method of this suite. Choices, nearest first: "
+                f"{', '.join(nearest_first(method, labels))}"
+            )
         wanted_methods.add(match)
     wanted_pairs = set()
     suite_pairs = sorted({f"{spec.pair[0]},{spec.pair[1]}" for spec in runs if spec.kind == "student"})
@@ -70,15 +84,18 @@ def select_runs(runs: list[RunSpec], *, methods: list[str], pairs: list[str], se
             raise UserError(f"--pair {pair}: give teacher,student, e.g. --pair resnet56,resnet20")
         canonical = f"{MODELS.canonical(names[0])},{MODELS.canonical(names[1])}"
         if canonical not in suite_pairs:
-            raise UserError(f"--pair {pair}: not a pair of this suite. Choices, nearest first: "
-                            f"{', '.join(nearest_first(canonical, suite_pairs))}")
+            raise UserError(
+                f"--pair {pair}: not a pair of this suite. Choices, nearest first: "
+                f"{', '.join(nearest_first(canonical, suite_pairs))}"
+            )
         wanted_pairs.add(canonical)
     suite_seeds = sorted({spec.seed for spec in runs})
     for seed in seeds:
         if seed not in suite_seeds:
             raise UserError(f"--seed {seed}: not a seed of this suite. Choices: {', '.join(map(str, suite_seeds))}")
     return [
-        spec for spec in runs
+        spec
+        for spec in runs
         if (not wanted_methods or spec.method in wanted_methods)
         and (not wanted_pairs or (spec.kind == "student" and f"{spec.pair[0]},{spec.pair[1]}" in wanted_pairs))
         and (not seeds or spec.seed in seeds)

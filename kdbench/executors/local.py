@@ -215,4 +215,3 @@ def run_local(
     finally:
         bar.close()
     return summary
-

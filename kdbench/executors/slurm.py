@@ -46,8 +46,20 @@ from kdbench.results.store import DONE, FAILED, RUNNING, ResultStore, atomic_wri
 from kdbench.suite import RunSpec
 
 __all__ = [
-    "PackFailed", "PackedTrainJob", "Profile", "RunState", "SlurmError", "SubmitSummary", "TrainJob", "cancel_runs",
-    "load_profile", "pack_runs", "query_jobs", "slurm_states", "submit_suite", "wait_for_suite",
+    "PackFailed",
+    "PackedTrainJob",
+    "Profile",
+    "RunState",
+    "SlurmError",
+    "SubmitSummary",
+    "TrainJob",
+    "cancel_runs",
+    "load_profile",
+    "pack_runs",
+    "query_jobs",
+    "slurm_states",
+    "submit_suite",
+    "wait_for_suite",
 ]
 
 RECORD = "slurm.json"
@@ -57,8 +69,21 @@ COMMAND_TIMEOUT_S = 60
 
 # SLURM job states (squeue and sacct spell them the same way), grouped by what they mean for a run.
 ACTIVE_STATES = {
-    "PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",
-    "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD", "SPECIAL_EXIT", "PREEMPTED",
+    "PENDING",
+    "RUNNING",
+    "CONFIGURING",
+    "COMPLETING",
+    "SUSPENDED",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+    "RESV_DEL_HOLD",
+    "SPECIAL_EXIT",
+    "PREEMPTED",
 }
 FAILED_STATES = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE"}
 CANCELLED_STATES = {"CANCELLED", "REVOKED"}
@@ -101,10 +126,15 @@ class TrainJob(submitit.helpers.Checkpointable):
                 raise  # train_run has written failed.json
             except Exception as error:
                 # Record why, as the local executor does, so `kdbench status` can say it; the job still fails.
-                atomic_write_json(run_dir / "failed.json", {
-                    "reason": f"{type(error).__name__}: {error}", "type": type(error).__name__,
-                    "traceback": traceback.format_exc(), "time": _now(),
-                })
+                atomic_write_json(
+                    run_dir / "failed.json",
+                    {
+                        "reason": f"{type(error).__name__}: {error}",
+                        "type": type(error).__name__,
+                        "traceback": traceback.format_exc(),
+                        "time": _now(),
+                    },
+                )
                 raise
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
@@ -283,8 +313,15 @@ def query_jobs(job_ids: Sequence[str]) -> dict[str, JobInfo]:
     found: dict[str, JobInfo] = {}
     array_ids = sorted({job_id.split("_")[0] for job_id in wanted})
     queue = _slurm_command(
-        ["squeue", "--noheader", "--array", "--jobs", ",".join(array_ids),
-         "--Format", "JobArrayID:|,State:|,Reason:|,RestartCnt:|"]
+        [
+            "squeue",
+            "--noheader",
+            "--array",
+            "--jobs",
+            ",".join(array_ids),
+            "--Format",
+            "JobArrayID:|,State:|,Reason:|,RestartCnt:|",
+        ]
     )
     if queue.returncode != 0 and "Invalid job id" not in queue.stderr:
         raise SlurmError(f"squeue failed: {queue.stderr.strip() or queue.stdout.strip()}")
@@ -296,8 +333,16 @@ def query_jobs(job_ids: Sequence[str]) -> dict[str, JobInfo]:
     missing = [job_id for job_id in wanted if job_id not in found]
     if missing and shutil.which("sacct"):
         accounting = _slurm_command(
-            ["sacct", "--noheader", "--parsable2", "--allocations", "--jobs", ",".join(missing),
-             "--format", "JobID,State,Reason"]
+            [
+                "sacct",
+                "--noheader",
+                "--parsable2",
+                "--allocations",
+                "--jobs",
+                ",".join(missing),
+                "--format",
+                "JobID,State,Reason",
+            ]
         )
         # No accounting on this cluster: jobs that left the queue are simply unknown.
         for line in accounting.stdout.splitlines() if accounting.returncode == 0 else []:
@@ -330,7 +375,11 @@ def read_record(store: ResultStore, run_id: str) -> dict | None:
 
 
 def _write_record(
-    store: ResultStore, run_id: str, job: submitit.Job, dependency: str | None, profile: Profile,
+    store: ResultStore,
+    run_id: str,
+    job: submitit.Job,
+    dependency: str | None,
+    profile: Profile,
     pack: Sequence[str] | None = None,
 ) -> None:
     """Record the run's new submission; ``pack``: every run its job trains (``runs_per_job`` > 1 only)."""
@@ -341,19 +390,22 @@ def _write_record(
         history.append(previous)
     array_id, _, index = str(job.job_id).partition("_")
     packing = {} if pack is None else {"pack": list(pack), "runs_per_job": profile.runs_per_job}
-    atomic_write_json(store.run_dir(run_id) / RECORD, {
-        "job_id": str(job.job_id),
-        "array_job_id": array_id,
-        "array_index": int(index) if index else None,
-        "dependency": dependency,
-        "submitted_at": _now(),
-        "stdout": str(job.paths.stdout),
-        "stderr": str(job.paths.stderr),
-        "profile": profile.source,
-        "slurm_conf": os.environ.get("SLURM_CONF"),
-        **packing,
-        "previous": history,
-    })
+    atomic_write_json(
+        store.run_dir(run_id) / RECORD,
+        {
+            "job_id": str(job.job_id),
+            "array_job_id": array_id,
+            "array_index": int(index) if index else None,
+            "dependency": dependency,
+            "submitted_at": _now(),
+            "stdout": str(job.paths.stdout),
+            "stderr": str(job.paths.stderr),
+            "profile": profile.source,
+            "slurm_conf": os.environ.get("SLURM_CONF"),
+            **packing,
+            "previous": history,
+        },
+    )
 
 
 def _now() -> str:
@@ -474,7 +526,11 @@ MOVING = {PENDING, REQUEUED, RUNNING, UNKNOWN}
 
 
 def wait_for_suite(
-    store: ResultStore, runs: Sequence[RunSpec], *, timeout_s: float | None = None, poll_s: float = 10.0,
+    store: ResultStore,
+    runs: Sequence[RunSpec],
+    *,
+    timeout_s: float | None = None,
+    poll_s: float = 10.0,
     log: Callable[[str], None] = print,
 ) -> dict[str, RunState]:
     """Poll until no run is pending, requeued or running (or ``timeout_s`` passes); the last states.
@@ -557,8 +613,9 @@ def submission_lock(root: Path, wait_s: float = 600.0) -> Iterator[None]:
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise SlurmError(f"another kdbench is still submitting to {root} after {wait_s:.0f} s ({path})") \
-                        from None
+                    raise SlurmError(
+                        f"another kdbench is still submitting to {root} after {wait_s:.0f} s ({path})"
+                    ) from None
                 time.sleep(0.5)
         try:
             yield
@@ -571,22 +628,34 @@ def _executor(
 ) -> submitit.SlurmExecutor:
     """An executor for one array; its tasks train up to ``pack_size`` runs each, so they ask for that many
     times ``cpus_per_run`` and ``mem_gb`` (the GPUs are shared by the pack)."""
-    executor = submitit.SlurmExecutor(folder=store.root.resolve() / "slurm" / "jobs" / "%j",
-                                      max_num_timeout=profile.max_timeouts)
+    executor = submitit.SlurmExecutor(
+        folder=store.root.resolve() / "slurm" / "jobs" / "%j", max_num_timeout=profile.max_timeouts
+    )
     extra = dict(profile.sbatch)
     if dependency:
         # A student whose teacher failed is cancelled by SLURM instead of pending forever.
         extra.setdefault("kill-on-invalid-dep", "yes")
     parameters: dict[str, Any] = dict(
-        job_name=profile.job_name, time=profile.time_min, nodes=1, ntasks_per_node=1,
-        cpus_per_task=profile.cpus_per_run * pack_size, signal_delay_s=profile.signal_delay_s,
-        array_parallelism=profile.array_parallelism, additional_parameters=extra, setup=list(profile.setup),
+        job_name=profile.job_name,
+        time=profile.time_min,
+        nodes=1,
+        ntasks_per_node=1,
+        cpus_per_task=profile.cpus_per_run * pack_size,
+        signal_delay_s=profile.signal_delay_s,
+        array_parallelism=profile.array_parallelism,
+        additional_parameters=extra,
+        setup=list(profile.setup),
         stderr_to_stdout=False,
     )
-    optional = dict(partition=profile.partition, account=profile.account, qos=profile.qos,
-                    constraint=profile.constraint, dependency=dependency,
-                    mem=_megabytes(None if profile.mem_gb is None else profile.mem_gb * pack_size),
-                    gpus_per_node=profile.gpus_per_run or None)
+    optional = dict(
+        partition=profile.partition,
+        account=profile.account,
+        qos=profile.qos,
+        constraint=profile.constraint,
+        dependency=dependency,
+        mem=_megabytes(None if profile.mem_gb is None else profile.mem_gb * pack_size),
+        gpus_per_node=profile.gpus_per_run or None,
+    )
     parameters.update({key: value for key, value in optional.items() if value is not None})
     executor.update_parameters(**parameters)
     return executor
@@ -598,19 +667,24 @@ def _megabytes(gigabytes: float | None) -> str | None:
 
 def pack_runs(runs: Sequence[RunSpec], runs_per_job: int) -> list[list[RunSpec]]:
     """``runs`` in order, in packs of ``runs_per_job`` (the last one may be smaller): one array task each."""
-    return [list(runs[start:start + runs_per_job]) for start in range(0, len(runs), runs_per_job)]
+    return [list(runs[start : start + runs_per_job]) for start in range(0, len(runs), runs_per_job)]
 
 
 def _submit_arrays(
-    store: ResultStore, profile: Profile, runs: Sequence[RunSpec], dependency: str | None,
-    device: str | None, data_root: str | None, summary: SubmitSummary,
+    store: ResultStore,
+    profile: Profile,
+    runs: Sequence[RunSpec],
+    dependency: str | None,
+    device: str | None,
+    data_root: str | None,
+    summary: SubmitSummary,
 ) -> dict[str, str]:
     """Submit ``runs`` as job arrays sharing ``dependency``, ``runs_per_job`` runs per array task; record
     each run's job; run id -> job id (the runs of one pack share it)."""
     job_ids: dict[str, str] = {}
     packs = pack_runs(runs, profile.runs_per_job)
     for start in range(0, len(packs), MAX_ARRAY_SIZE):
-        chunk = packs[start:start + MAX_ARRAY_SIZE]
+        chunk = packs[start : start + MAX_ARRAY_SIZE]
         run_dirs = [[str(store.write_spec(spec).resolve()) for spec in pack] for pack in chunk]
         # Every task of an array asks for the same resources: those of its largest pack.
         executor = _executor(store, profile, dependency, pack_size=max(len(pack) for pack in chunk))
@@ -728,10 +802,7 @@ def cancel_runs(store: ResultStore, runs: Sequence[RunSpec], log: Callable[[str]
     todo = _distinct_applicable(runs)
     with submission_lock(store.root):
         states = _states(store, todo, strict=True)
-        cancelled = {
-            run_id: state.job_id for run_id, state in states.items()
-            if state.job_active and state.job_id
-        }
+        cancelled = {run_id: state.job_id for run_id, state in states.items() if state.job_active and state.job_id}
         for job_id, others in _pack_mates(store, cancelled).items():
             log(f"  job {job_id} trains a pack of runs (runs_per_job): cancelling it also stops {', '.join(others)}")
         _scancel(sorted(set(cancelled.values())))
@@ -756,5 +827,3 @@ def describe_state(state: RunState) -> str:
     """One line: "failed (job 12_3): job FAILED", for status listings."""
     job = f" (job {state.job_id})" if state.job_id else ""
     return f"{state.state}{job}" + (f": {state.detail}" if state.detail else "")
-
-

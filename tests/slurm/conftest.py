@@ -97,8 +97,12 @@ class Cluster:
 
     def squeue(self, job_id: str) -> tuple[str, str] | None:
         """(state, reason) of a job the controller still holds, or None."""
-        out = subprocess.run(["squeue", "-h", "-r", "-j", job_id.split("_")[0], "-o", "%i|%T|%r"],
-                             capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run(
+            ["squeue", "-h", "-r", "-j", job_id.split("_")[0], "-o", "%i|%T|%r"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
         for line in out.splitlines():
             job, state, reason = line.split("|")
             if job == job_id:

@@ -60,9 +60,20 @@ def test_sbatch_script_carries_every_profile_setting(tmp_path: Path) -> None:
     profile = load_profile("example-gpu", ["account=lab", "constraint=a100", "mem_gb=1.5"])
     executor = _executor(ResultStore(tmp_path), profile, "afterok:12_3")
     script = executor._make_submission_file_text("python -m train", "uid")
-    for line in ("--partition=gpu", "--account=lab", "--constraint=a100", "--gpus-per-node=1", "--cpus-per-task=8",
-                 "--mem=1536M", "--time=240", "--signal=USR2@120", "--dependency=afterok:12_3",
-                 "--kill-on-invalid-dep=yes", "--mail-type=FAIL", "--job-name=kdbench"):
+    for line in (
+        "--partition=gpu",
+        "--account=lab",
+        "--constraint=a100",
+        "--gpus-per-node=1",
+        "--cpus-per-task=8",
+        "--mem=1536M",
+        "--time=240",
+        "--signal=USR2@120",
+        "--dependency=afterok:12_3",
+        "--kill-on-invalid-dep=yes",
+        "--mail-type=FAIL",
+        "--job-name=kdbench",
+    ):
         assert f"#SBATCH {line}\n" in script, line
     assert "module load cuda/12.1\nsource $HOME/venvs/kdbench/bin/activate" in script
     without = _executor(ResultStore(tmp_path), load_profile("local"), None)._make_submission_file_text("x", "uid")
@@ -72,9 +83,12 @@ def test_sbatch_script_carries_every_profile_setting(tmp_path: Path) -> None:
 @pytest.fixture
 def tiny_runs(tmp_path: Path) -> list:
     document = {
-        "name": "offline", "dataset": {"name": "synthetic", "num_classes": 4, "image_size": 8},
-        "schedule": {"epochs": 1, "batch_size": 16, "lr": 0.05, "milestones": [1]}, "seeds": [0, 1],
-        "teachers": {"resnet8": {}}, "pairs": [["resnet8", "resnet8"]],
+        "name": "offline",
+        "dataset": {"name": "synthetic", "num_classes": 4, "image_size": 8},
+        "schedule": {"epochs": 1, "batch_size": 16, "lr": 0.05, "milestones": [1]},
+        "seeds": [0, 1],
+        "teachers": {"resnet8": {}},
+        "pairs": [["resnet8", "resnet8"]],
         "methods": {"Vanilla": {"use": "vanilla"}, "KD": {"use": "kd"}},
     }
     path = tmp_path / "suite.yaml"
@@ -82,17 +96,24 @@ def tiny_runs(tmp_path: Path) -> list:
     return plan(load_suite(path))
 
 
-@pytest.mark.parametrize(("job", "state", "active"), [
-    (JobInfo("7", "PENDING", "Priority"), "pending", True),
-    (JobInfo("7", "PENDING", "BeginTime", restarts=1), "requeued", True),
-    (JobInfo("7", "RUNNING", "None"), "running", True),
-    (JobInfo("7", "PENDING", "DependencyNeverSatisfied"), "blocked", True),
-    (JobInfo("7", "CANCELLED", "None", in_queue=False), "cancelled", False),
-    (JobInfo("7", "TIMEOUT", "None", in_queue=False), "failed", False),
-    (JobInfo("7", "RUNNING", "None", in_queue=False), "interrupted", False),  # accounting says running, queue does not
-    (JobInfo("7", "COMPLETED", "None", in_queue=False), "interrupted", False),  # ended without result.json
-    (None, "lost", False),
-])
+@pytest.mark.parametrize(
+    ("job", "state", "active"),
+    [
+        (JobInfo("7", "PENDING", "Priority"), "pending", True),
+        (JobInfo("7", "PENDING", "BeginTime", restarts=1), "requeued", True),
+        (JobInfo("7", "RUNNING", "None"), "running", True),
+        (JobInfo("7", "PENDING", "DependencyNeverSatisfied"), "blocked", True),
+        (JobInfo("7", "CANCELLED", "None", in_queue=False), "cancelled", False),
+        (JobInfo("7", "TIMEOUT", "None", in_queue=False), "failed", False),
+        (
+            JobInfo("7", "RUNNING", "None", in_queue=False),
+            "interrupted",
+            False,
+        ),  # accounting says running, queue does not
+        (JobInfo("7", "COMPLETED", "None", in_queue=False), "interrupted", False),  # ended without result.json
+        (None, "lost", False),
+    ],
+)
 def test_job_states_map_to_run_states(tiny_runs: list, tmp_path: Path, job, state: str, active: bool) -> None:
     store = ResultStore(tmp_path / "results")
     spec = tiny_runs[0]

@@ -85,8 +85,10 @@ def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _two_teacher_suite(write_suite, **changes) -> list[RunSpec]:
     """Two teachers (resnet8, resnet14) with three KD students each: 8 runs."""
     document = tiny_suite(
-        seeds=[0, 1, 2], teachers={"resnet8": {}, "resnet14": {}},
-        pairs=[["resnet8", "resnet8"], ["resnet14", "resnet8"]], methods={"KD": {"use": "kd"}},
+        seeds=[0, 1, 2],
+        teachers={"resnet8": {}, "resnet14": {}},
+        pairs=[["resnet8", "resnet8"], ["resnet14", "resnet8"]],
+        methods={"KD": {"use": "kd"}},
     )
     document.update(changes)
     return plan(load_suite(write_suite(document)))
@@ -95,7 +97,9 @@ def _two_teacher_suite(write_suite, **changes) -> list[RunSpec]:
 def test_runs_go_in_packs_of_runs_per_job_in_order(write_suite) -> None:
     runs = _two_teacher_suite(write_suite)
     assert [[spec.run_id for spec in pack] for pack in pack_runs(runs[:5], 2)] == [
-        [runs[0].run_id, runs[1].run_id], [runs[2].run_id, runs[3].run_id], [runs[4].run_id]
+        [runs[0].run_id, runs[1].run_id],
+        [runs[2].run_id, runs[3].run_id],
+        [runs[4].run_id],
     ]
     assert pack_runs(runs[:3], 1) == [[runs[0]], [runs[1]], [runs[2]]]
     assert pack_runs(runs[:3], 8) == [runs[:3]]
@@ -105,8 +109,9 @@ def test_runs_go_in_packs_of_runs_per_job_in_order(write_suite) -> None:
 def test_runs_per_job_must_be_a_positive_integer() -> None:
     assert load_profile("local", {"runs_per_job": 4}).runs_per_job == 4
     for bad in (0, -2, "two", 1.5, True):
-        with pytest.raises(ValueError, match=f"runs_per_job \\(from the command line\\): value {bad!r} must be an "
-                                             "integer >= 1"):
+        with pytest.raises(
+            ValueError, match=f"runs_per_job \\(from the command line\\): value {bad!r} must be an integer >= 1"
+        ):
             load_profile("local", {"runs_per_job": bad})
 
 
@@ -131,7 +136,8 @@ def test_packs_are_array_tasks_and_every_run_records_its_pack(write_suite, fake_
 
     # The two teachers are one pack, so one plain job; the six students share its dependency: three packs.
     assert [(size, dependency, tasks) for _, size, dependency, tasks in summary.arrays] == [
-        (2, None, 1), (6, "afterok:990001", 3)
+        (2, None, 1),
+        (6, "afterok:990001", 3),
     ]
     assert "submitted 8 run(s) in 4 task(s) of 2 job array(s)" in summary.describe()
     assert "array 990002_[0-2]: 6 run(s) in 3 task(s), held until afterok:990001" in summary.describe()
@@ -210,8 +216,11 @@ def test_packed_job_trains_its_runs_at_once_like_one_by_one(write_suite, tmp_pat
     # Requeued after a preemption: the same pack again; runs that are done return at once, untouched.
     delayed = PackedTrainJob(run_dirs).checkpoint()
     again = delayed.function
-    assert isinstance(again, PackedTrainJob) and (again.run_dirs, again.device, again.data_root) == (run_dirs, None,
-                                                                                                     None)
+    assert isinstance(again, PackedTrainJob) and (again.run_dirs, again.device, again.data_root) == (
+        run_dirs,
+        None,
+        None,
+    )
     assert delayed.args == () and delayed.kwargs == {}
     before = {spec.run_id: (store.run_dir(spec.run_id) / "result.json").stat().st_mtime_ns for spec in pack}
     assert again() == results
@@ -237,9 +246,11 @@ def test_checkpoint_resubmits_the_same_pack(tmp_path: Path) -> None:
     job = PackedTrainJob([tmp_path / "a", tmp_path / "b"], device="cuda", data_root="/data")
     delayed = job.checkpoint()
     assert isinstance(delayed.function, PackedTrainJob) and delayed.function is not job
-    assert delayed.function.__dict__ == job.__dict__ == {
-        "run_dirs": [str(tmp_path / "a"), str(tmp_path / "b")], "device": "cuda", "data_root": "/data"
-    }
+    assert (
+        delayed.function.__dict__
+        == job.__dict__
+        == {"run_dirs": [str(tmp_path / "a"), str(tmp_path / "b")], "device": "cuda", "data_root": "/data"}
+    )
 
 
 # --- on the test cluster ---------------------------------------------------------------------------------
@@ -249,8 +260,12 @@ def _two_teachers(cluster, directory: Path, **teacher_changes) -> tuple[list[Run
     """Digits: teachers resnet8 and resnet14 (one pack), a KD student of each (the next pack); runs, teachers,
     students."""
     teachers = {"resnet8": teacher_changes, "resnet14": {}}
-    _, runs = cluster.suite(directory, teachers=teachers, pairs=[["resnet8", "resnet8"], ["resnet14", "resnet8"]],
-                            methods={"KD": {"use": "kd"}})
+    _, runs = cluster.suite(
+        directory,
+        teachers=teachers,
+        pairs=[["resnet8", "resnet8"], ["resnet14", "resnet8"]],
+        methods={"KD": {"use": "kd"}},
+    )
     return (runs, [spec for spec in runs if spec.kind == "teacher"], [spec for spec in runs if spec.kind == "student"])
 
 
@@ -313,8 +328,13 @@ def test_a_failed_teacher_fails_its_pack_and_the_other_students_go_again(cluster
 def test_a_preempted_pack_requeues_itself_and_its_runs_resume(cluster, tmp_path: Path) -> None:
     # Long enough to be preempted mid-run: about 10 s for resnet8, 20 s for resnet14 on one thread each.
     schedule = {"epochs": 40, "batch_size": 64, "lr": 0.05, "milestones": [6]}
-    _, runs = cluster.suite(tmp_path, schedule=schedule, teachers={"resnet8": {}, "resnet14": {}},
-                            pairs=[["resnet8", "resnet8"], ["resnet14", "resnet8"]], methods={"KD": {"use": "kd"}})
+    _, runs = cluster.suite(
+        tmp_path,
+        schedule=schedule,
+        teachers={"resnet8": {}, "resnet14": {}},
+        pairs=[["resnet8", "resnet8"], ["resnet14", "resnet8"]],
+        methods={"KD": {"use": "kd"}},
+    )
     teachers = [spec for spec in runs if spec.kind == "teacher"]
     store = ResultStore(tmp_path / "results")
     submit_suite(teachers, store, cluster.profile(runs_per_job=2))

@@ -27,8 +27,9 @@ def _submit_in_child(suite_path: str, root: str, profile, start, answers) -> Non
 def test_suite_trains_teachers_first_in_arrays_and_resubmits_nothing(cluster, tmp_path: Path) -> None:
     # Two teachers (one array), each with two KD students (seeds 0 and 1): one array per teacher.
     pairs = [["resnet8", "resnet8"], ["resnet14", "resnet8"]]
-    suite_path, runs = cluster.suite(tmp_path, seeds=[0, 1], teachers={"resnet8": {}, "resnet14": {}}, pairs=pairs,
-                                     methods={"KD": {"use": "kd"}})
+    suite_path, runs = cluster.suite(
+        tmp_path, seeds=[0, 1], teachers={"resnet8": {}, "resnet14": {}}, pairs=pairs, methods={"KD": {"use": "kd"}}
+    )
     store = ResultStore(tmp_path / "results")
     profile = cluster.profile()
     run_ids = {spec.run_id for spec in runs}
@@ -37,8 +38,10 @@ def test_suite_trains_teachers_first_in_arrays_and_resubmits_nothing(cluster, tm
     # Two shells submit the same suite at the same moment: every run is submitted exactly once.
     context = multiprocessing.get_context("fork")
     start, answers = context.Event(), context.Queue()
-    shells = [context.Process(target=_submit_in_child, args=(str(suite_path), str(store.root), profile, start, answers))
-              for _ in range(2)]
+    shells = [
+        context.Process(target=_submit_in_child, args=(str(suite_path), str(store.root), profile, start, answers))
+        for _ in range(2)
+    ]
     for shell in shells:
         shell.start()
     start.set()
