@@ -11,6 +11,7 @@ when N of them train at once. A small CIFAR network at batch 64 leaves most of a
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import statistics
 import time
@@ -20,6 +21,7 @@ from dataclasses import asdict
 import torch
 
 from kdbench.bench import BenchSettings, KdbenchPath, Workload, random_split, synchronize, use_device
+from kdbench.executors.local import die_with_parent
 from kdbench.train import cpu_threads, resolve_device
 
 #: N whose throughput is within this fraction of the best measured one is good enough: fewer
@@ -42,6 +44,7 @@ def _packed_process(
 ) -> None:
     """One of N processes: build the step, warm up, wait for the others, time ``steps`` steps."""
     try:
+        die_with_parent(settings["parent_pid"])  # a killed benchmark leaves no process behind
         device = resolve_device(settings["device"])
         use_device(device)
         if device.type == "cpu":
@@ -68,7 +71,13 @@ def time_packed(work: Workload, settings: BenchSettings, processes: int) -> list
     """Seconds each of ``processes`` concurrent processes took for ``settings.steps`` steps."""
     context = multiprocessing.get_context("spawn")  # fork and CUDA do not mix
     barrier, answers = context.Barrier(processes), context.Queue()
-    shared = {"device": settings.device, "steps": settings.steps, "warmup": settings.warmup, "seed": settings.seed}
+    shared = {
+        "device": settings.device,
+        "steps": settings.steps,
+        "warmup": settings.warmup,
+        "seed": settings.seed,
+        "parent_pid": os.getpid(),
+    }
     workers = [
         context.Process(target=_packed_process, args=(work, shared, index, barrier, answers), daemon=True)
         for index in range(processes)

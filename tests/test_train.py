@@ -188,3 +188,43 @@ def test_worker_processes_give_the_same_results_as_one_process(write_suite, tmp_
     assert sorted(summary.trained) == sorted(r.run_id for r in runs)
     for spec in runs:  # CPU runs use one thread wherever they run: bit-identical
         assert comparable(store.run_dir(spec.run_id)) == comparable(parallel.run_dir(spec.run_id))
+
+
+WORKER_OF_A_KILLED_PARENT = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
+from kdbench.executors.local import die_with_parent
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(1, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),))
+    print(pool.submit(os.getpid).result(), flush=True)
+    pool.submit(time.sleep, 600)
+    time.sleep(600)
+"""
+
+
+def test_worker_processes_end_with_a_killed_parent(tmp_path) -> None:
+    """kill -9 of `kdbench run --workers N` must not leave workers training on with the runs' locks."""
+    script = tmp_path / "parent.py"
+    script.write_text(WORKER_OF_A_KILLED_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while running(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if running(worker):
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker outlived its killed parent")
+
+
+def running(pid: int) -> bool:
+    """The process exists and has not ended (a zombie waiting for its reaper has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"

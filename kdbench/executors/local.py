@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -50,6 +51,22 @@ def auto_workers(device: str | None) -> tuple[int, str]:
     cores = usable_cores()
     workers = max(1, min(MAX_AUTO_CPU_WORKERS, cores // cpu_threads()))
     return workers, f"{cores} CPU core(s), {cpu_threads()} thread(s) per run"
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Initializer of a worker process: end when the process that started it ends, even by SIGKILL.
+
+    Otherwise a worker of a killed ``kdbench run`` trains on alone, holding its run's lock, and the
+    same command run again finds the run busy (and its students blocked). Linux only (prctl); elsewhere
+    only a parent already gone is noticed.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        set_parent_death_signal = 1  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(set_parent_death_signal, int(signal.SIGKILL))
+    if os.getppid() != parent_pid:  # the parent died before the signal was asked for
+        os._exit(1)
 
 
 def usable_cores(cgroup_cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
@@ -188,7 +205,9 @@ def run_local(
                 finish(spec, *train_locked(store_root, spec.run_id, device, data_root, progress, stop_after_epochs))
         else:
             context = multiprocessing.get_context("spawn")  # fork and CUDA do not mix
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            with ProcessPoolExecutor(
+                max_workers=workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+            ) as pool:
                 futures: dict[Future, RunSpec] = {}
                 while pending or futures:
                     for spec in list(pending):

@@ -174,6 +174,8 @@ class PackedTrainJob(submitit.helpers.Checkpointable):
 
     def __call__(self) -> dict[str, dict]:
         """Train every run of the pack; run id -> result."""
+        from kdbench.executors.local import die_with_parent
+
         threads = _cpus_per_process(len(self.run_dirs))
         outcomes: dict[str, tuple[str, str | dict]] = {}
         # spawn: fork and CUDA do not mix, and each run needs its own torch state (threads, seeds, device)
@@ -190,7 +192,11 @@ class PackedTrainJob(submitit.helpers.Checkpointable):
             try:
                 # A pool per run: a run whose process dies (out of memory) does not break the others' pool.
                 for index, run_dir in enumerate(map(Path, self.run_dirs)):
-                    pools.append(ProcessPoolExecutor(max_workers=1, mp_context=context))
+                    pools.append(
+                        ProcessPoolExecutor(
+                            max_workers=1, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+                        )
+                    )
                     device = _member_device(self.device, index)
                     job = (str(run_dir.parent.parent), run_dir.name, device, self.data_root, threads)
                     futures[pools[-1].submit(_train_pack_member, *job)] = run_dir.name
