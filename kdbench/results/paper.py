@@ -1,9 +1,9 @@
-"""Published numbers as data: load ``results/paper/*.yaml``, validate them, and look cells up.
+"""Published numbers as data: load ``kdbench/results/papers/*.yaml``, validate them, and look cells up.
 
 A paper file holds tables (``srkd/table1``, ``crd/table1``, ...) laid out as the paper prints them:
 rows are method labels (the same labels suites use), columns are [teacher, student] pairs in model
 registry names, one list of values per metric. The schema is described at the top of
-``results/paper/srkd.yaml``. A report aligns its own methods x pairs grid with ``PaperTable.frame()``.
+``kdbench/results/papers/srkd.yaml``. A report aligns its own methods x pairs grid with ``PaperTable.frame()``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import yaml
 
 from kdbench.registry import nearest_first
 
-PAPER_DIR = Path(__file__).resolve().parents[2] / "results" / "paper"
+#: the published numbers ship inside the package (and so inside the wheel), next to this module
+PAPER_DIR = Path(__file__).resolve().parent / "papers"
 METRICS = ("top1", "top5")
 TABLE_KINDS = ("table", "curve")
 NA = "NA"  # the paper prints NA: the method does not apply to the pair
@@ -280,7 +281,7 @@ def load_paper(path: str | Path) -> Paper:
 
 
 def available_papers(directory: str | Path | None = None) -> list[str]:
-    """The paper ids in ``directory`` (default: the repository's ``results/paper``)."""
+    """The paper ids in ``directory`` (default: the package's ``papers/``)."""
     return sorted(p.stem for p in Path(directory or PAPER_DIR).glob("*.yaml"))
 
 

@@ -1,4 +1,4 @@
-"""The published numbers: results/paper/*.yaml against the paper's restatement, and the loader's checks."""
+"""The published numbers: kdbench/results/papers/*.yaml against the paper's restatement, and the loader's checks."""
 
 from __future__ import annotations
 
