@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -83,12 +83,17 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
         self._display: dict[str, str] = {}
+        self._facts: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str, *, aliases: Iterable[str] = ()) -> Callable[[T], T]:
+    def register(self, name: str, *, aliases: Iterable[str] = (), **facts: Any) -> Callable[[T], T]:
+        """Register ``name``; ``facts`` are what others need to know about the entry without building it
+        (a data set's class count and image shape), kept here beside the entry's own definition."""
+
         def decorator(entry: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             self._entries[name] = entry
+            self._facts[name] = dict(facts)
             self._display[name] = next(iter(aliases), name)
             for alias in (name, *aliases):
                 self._aliases[_normalise(alias)] = name
@@ -111,6 +116,10 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         return self._entries[self.canonical(name)]
+
+    def facts(self, name: str) -> dict[str, Any]:
+        """What the entry declared about itself when it registered."""
+        return self._facts[self.canonical(name)]
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and _normalise(name) in self._aliases

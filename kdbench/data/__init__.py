@@ -7,7 +7,7 @@ import inspect
 import pkgutil
 from typing import Any
 
-from kdbench.data.base import Augmentation, DataError, DataSource, Split, TensorBatches
+from kdbench.data.base import Augmentation, DataError, DatasetShape, DataSource, Split, TensorBatches
 from kdbench.registry import Registry
 
 DATASETS: Registry = Registry("dataset")
@@ -27,26 +27,27 @@ def dataset_parameters(name: str) -> dict[str, Any]:
     }
 
 
-# Class count and image shape of each data set, known without loading it (for plans and FLOPs).
-_SHAPES: dict[str, tuple[int, tuple[int, int, int]]] = {
-    "digits": (10, (3, 8, 8)),
-    "cifar10": (10, (3, 32, 32)),
-    "cifar100": (100, (3, 32, 32)),
-    "tinyimagenet": (200, (3, 64, 64)),
-}
-
-
-def dataset_shape(dataset: dict) -> tuple[int, tuple[int, int, int]]:
-    """(number of classes, image shape C x H x W) of a resolved dataset config."""
+def dataset_shape(dataset: dict) -> DatasetShape:
+    """Class count and image shape (C x H x W) of a dataset config, as the data set declared them when it
+    registered (``shape=`` a ``DatasetShape``, or a function of the config for parameterised data sets)."""
     name = DATASETS.canonical(dataset["name"])
-    if name == "synthetic":
-        params = {**dataset_parameters(name), **dataset}
-        return params["num_classes"], (params["channels"], params["image_size"], params["image_size"])
-    return _SHAPES[name]
+    shape = DATASETS.facts(name).get("shape")
+    if shape is None:
+        raise TypeError(f"data set '{name}' registered no shape= (a DatasetShape or a function of its config)")
+    return shape({**dataset_parameters(name), **dataset}) if callable(shape) else shape
 
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["DATASETS", "Augmentation", "DataError", "DataSource", "Split", "TensorBatches", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "Augmentation",
+    "DataError",
+    "DatasetShape",
+    "DataSource",
+    "Split",
+    "TensorBatches",
+    "load_dataset",
+]

@@ -11,12 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 
 class DataError(Exception):
     """A data set that is missing or malformed on disk: a user-facing message, no traceback."""
+
+
+class DatasetShape(NamedTuple):
+    """What planning needs to know of a data set without loading it: class count and image shape."""
+
+    num_classes: int
+    image_shape: tuple[int, int, int]  # C x H x W
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from kdbench.data import DATASETS
-from kdbench.data.base import Augmentation, DataError, DataSource, Split
+from kdbench.data.base import Augmentation, DataError, DatasetShape, DataSource, Split
 
 CIFAR_PAGE = "http://www.cs.toronto.edu/~kriz/cifar.html"
 
@@ -179,13 +179,13 @@ def load_cifar(variant: Variant, root: str, download: bool) -> DataSource:
     )
 
 
-@DATASETS.register("cifar10", aliases=("CIFAR-10",))
+@DATASETS.register("cifar10", aliases=("CIFAR-10",), shape=DatasetShape(10, (3, 32, 32)))
 def cifar10(*, root: str = "data", download: bool = False) -> DataSource:
     """CIFAR-10: 50,000 train / 10,000 test 32x32 images, 10 classes."""
     return load_cifar(CIFAR10, root, download)
 
 
-@DATASETS.register("cifar100", aliases=("CIFAR-100",))
+@DATASETS.register("cifar100", aliases=("CIFAR-100",), shape=DatasetShape(100, (3, 32, 32)))
 def cifar100(*, root: str = "data", download: bool = False) -> DataSource:
     """CIFAR-100: 50,000 train / 10,000 test 32x32 images, 100 (fine) classes."""
     return load_cifar(CIFAR100, root, download)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from kdbench.data import DATASETS
-from kdbench.data.base import Augmentation, DataSource, Split
+from kdbench.data.base import Augmentation, DatasetShape, DataSource, Split
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -27,7 +27,7 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
     return np.sort(np.array(train)), np.sort(np.array(test))
 
 
-@DATASETS.register("digits", aliases=("sklearn-digits",))
+@DATASETS.register("digits", aliases=("sklearn-digits",), shape=DatasetShape(10, (3, 8, 8)))
 def digits(*, test_fraction: float = 0.3, split_seed: int = 0) -> DataSource:
     from sklearn.datasets import load_digits
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from kdbench.data import DATASETS
-from kdbench.data.base import Augmentation, DataSource, Split
+from kdbench.data.base import Augmentation, DatasetShape, DataSource, Split
 
 
 def _make_split(prototypes: torch.Tensor, size: int, noise: float, generator: torch.Generator) -> Split:
@@ -20,7 +20,11 @@ def _make_split(prototypes: torch.Tensor, size: int, noise: float, generator: to
     return Split((images.clamp(0, 1) * 255).round().to(torch.uint8), labels)
 
 
-@DATASETS.register("synthetic", aliases=("random",))
+def _shape(config: dict) -> DatasetShape:
+    return DatasetShape(config["num_classes"], (config["channels"], config["image_size"], config["image_size"]))
+
+
+@DATASETS.register("synthetic", aliases=("random",), shape=_shape)
 def synthetic(
     *,
     num_classes: int = 10,

@@ -46,7 +46,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from kdbench.data import DATASETS
-from kdbench.data.base import Augmentation, DataError, DataSource, Split
+from kdbench.data.base import Augmentation, DataError, DatasetShape, DataSource, Split
 
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 FOLDER = "tiny-imagenet-200"
@@ -306,7 +306,7 @@ def load_tinyimagenet(root: Path, download: bool, cache_dir: str | None) -> dict
     return content
 
 
-@DATASETS.register("tinyimagenet", aliases=("Tiny-ImageNet", "tiny-imagenet-200"))
+@DATASETS.register("tinyimagenet", aliases=("Tiny-ImageNet", "tiny-imagenet-200"), shape=DatasetShape(200, (3, 64, 64)))
 def tinyimagenet(
     *, root: str = "data", download: bool = False, cache_dir: str | None = None, crop_padding: int = 8
 ) -> DataSource:

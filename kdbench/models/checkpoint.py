@@ -2,8 +2,10 @@
 
 The CRD code saves ``{'model': state_dict, 'epoch': ..., 'accuracy': ..., 'optimizer': ...}`` as
 ``<name>_vanilla/ckpt_epoch_240.pth``; mdistiller re-distributes the same files. Our module names
-differ from the CRD code's (our ``stem.0`` is its ``conv1``), so each family has an explicit key
-mapping below, a list of prefix rules turning our keys into the CRD code's; its inverse loads.
+differ from the CRD code's (our ``stem.0`` is its ``conv1``), so each family declares its key
+mapping next to its definition (``crd_key_rules``, see ``kdbench.models.keys``): prefix rules turning
+our keys into the CRD code's; their inverse loads. A family with ``crd_key_rules = None`` has no CRD
+counterpart: its files have the same layout with our own key names.
 """
 
 from __future__ import annotations
@@ -12,96 +14,25 @@ import argparse
 import hashlib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from kdbench.models.mobilenetv2 import STAGE_GROUPS, MobileNetV2
-from kdbench.models.resnet import CifarResNet
-from kdbench.models.resnetv2 import BottleneckResNet
-from kdbench.models.shufflenetv1 import ShuffleNetV1
-from kdbench.models.shufflenetv2 import ShuffleNetV2
-from kdbench.models.vgg import VGG
-from kdbench.models.wrn import WideResNet
-
-#: (regex matching the start of our key, the CRD code's replacement for it)
-Rule = tuple[str, str | Callable[[re.Match[str]], str]]
-
-_STAGE_BLOCK = r"stages\.(\d+)\.blocks\.(\d+)\."
-
-
-def _stage_block(template: str) -> Callable[[re.Match[str]], str]:
-    """Our ``stages.<i>.blocks.<j>.`` as ``template`` formatted with the CRD code's ``stage`` = i + 1, ``block`` = j."""
-    return lambda match: template.format(stage=int(match[1]) + 1, block=int(match[2]))
-
-
-def _mobilenet_group(match: re.Match[str]) -> str:
-    # our stage i holds the CRD code's block groups STAGE_GROUPS[i], its blocks.<group>
-    return f"blocks.{STAGE_GROUPS[int(match[1])][int(match[2])]}."
-
-
-#: our key prefix -> the CRD code's, per family; the first matching rule applies
-CRD_KEY_RULES: dict[type[nn.Module], list[Rule]] = {
-    CifarResNet: [
-        (r"stem\.0\.", "conv1."),
-        (r"stem\.1\.", "bn1."),
-        (_STAGE_BLOCK, _stage_block("layer{stage}.{block}.")),
-        (r"classifier\.", "fc."),
-    ],
-    WideResNet: [
-        (r"stem\.0\.", "conv1."),
-        (_STAGE_BLOCK + r"shortcut\.", _stage_block("block{stage}.layer.{block}.convShortcut.")),
-        (_STAGE_BLOCK, _stage_block("block{stage}.layer.{block}.")),
-        (r"head_norm\.", "bn1."),
-        (r"classifier\.", "fc."),
-    ],
-    VGG: [
-        (r"stem\.", "block0."),
-        # blocks.0 of a stage is its max-pool, blocks.1 the conv block
-        (r"stages\.(\d+)\.blocks\.1\.", lambda match: f"block{int(match[1]) + 1}."),
-        (r"classifier\.", "classifier."),
-    ],
-    MobileNetV2: [
-        (r"stem\.", "conv1."),
-        (_STAGE_BLOCK, _mobilenet_group),
-        (r"head_conv\.", "conv2."),
-        (r"classifier\.", "classifier.0."),
-    ],
-    ShuffleNetV1: [
-        (r"stem\.0\.", "conv1."),
-        (r"stem\.1\.", "bn1."),
-        (_STAGE_BLOCK, _stage_block("layer{stage}.{block}.")),
-        (r"classifier\.", "linear."),
-    ],
-    ShuffleNetV2: [
-        (r"stem\.0\.", "conv1."),
-        (r"stem\.1\.", "bn1."),
-        (_STAGE_BLOCK, _stage_block("layer{stage}.{block}.")),
-        (r"head_conv\.", "conv2."),
-        (r"head_bn\.", "bn2."),
-        (r"classifier\.", "linear."),
-    ],
-    BottleneckResNet: [
-        (r"stem\.0\.", "conv1."),
-        (r"stem\.1\.", "bn1."),
-        (_STAGE_BLOCK, _stage_block("layer{stage}.{block}.")),
-        (r"classifier\.", "linear."),
-    ],
-}
-
 #: shown at most this many keys per list in an error message
 _SHOWN_KEYS = 5
 
 
 def crd_key_map(model: nn.Module) -> dict[str, str]:
-    """Every key of ``model.state_dict()`` -> the CRD code's name for the same tensor."""
-    rules = CRD_KEY_RULES.get(type(model))
+    """Every key of ``model.state_dict()`` -> the CRD code's name for the same tensor (itself without one)."""
+    if "crd_key_rules" not in vars(type(model)):
+        # declared by each family on its own class, so a new family cannot forget it silently
+        raise TypeError(f"{type(model).__name__} declares no crd_key_rules (a tuple of rules, or None)")
+    rules = type(model).crd_key_rules
     if rules is None:
-        known = ", ".join(sorted(cls.__name__ for cls in CRD_KEY_RULES))
-        raise ValueError(f"no CRD key mapping for {type(model).__name__}; families with one: {known}")
+        return {key: key for key in model.state_dict()}
     mapping: dict[str, str] = {}
     for key in model.state_dict():
         for pattern, replacement in rules:

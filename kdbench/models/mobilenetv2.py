@@ -15,11 +15,14 @@ images, is a global average pooling: identical at 32x32, and it makes 64x64 inpu
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from kdbench.models import MODELS
 from kdbench.models.base import GlobalAvgPool, Stage, StagedModel, StageInfo, kaiming_init
+from kdbench.models.keys import STAGE_BLOCK, KeyRule
 
 #: (expansion, channels, blocks, stride) of the seven block groups; expansion None means "the model's"
 BLOCK_GROUPS: tuple[tuple[int | None, int, int, int], ...] = (
@@ -69,6 +72,14 @@ class InvertedResidual(nn.Module):
 
 class MobileNetV2(StagedModel):
     """The CRD code's CIFAR MobileNetV2 with expansion ``expansion`` and width multiplier ``width``."""
+
+    crd_key_rules: ClassVar[tuple[KeyRule, ...] | None] = (
+        (r"stem\.", "conv1."),
+        # our stage i holds the CRD code's block groups STAGE_GROUPS[i], its blocks.<group>
+        (STAGE_BLOCK, lambda match: f"blocks.{STAGE_GROUPS[int(match[1])][int(match[2])]}."),
+        (r"head_conv\.", "conv2."),
+        (r"classifier\.", "classifier.0."),
+    )
 
     def __init__(self, expansion: int, width: float, num_classes: int):
         super().__init__()

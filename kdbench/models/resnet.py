@@ -9,12 +9,15 @@ Tiny-ImageNet.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kdbench.models import MODELS
 from kdbench.models.base import GlobalAvgPool, Stage, StagedModel, StageInfo, kaiming_init
+from kdbench.models.keys import STAGE_BLOCK, KeyRule, stage_block
 
 
 class BasicBlock(nn.Module):
@@ -44,6 +47,13 @@ class BasicBlock(nn.Module):
 
 class CifarResNet(StagedModel):
     """Stem conv(3x3)-BN-ReLU, three stages (strides 1, 2, 2), global pool, linear head."""
+
+    crd_key_rules: ClassVar[tuple[KeyRule, ...] | None] = (
+        (r"stem\.0\.", "conv1."),
+        (r"stem\.1\.", "bn1."),
+        (STAGE_BLOCK, stage_block("layer{stage}.{block}.")),
+        (r"classifier\.", "fc."),
+    )
 
     def __init__(self, depth: int, widths: tuple[int, int, int, int], num_classes: int):
         super().__init__()

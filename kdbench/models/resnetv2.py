@@ -11,12 +11,15 @@ maps the state-dict keys). The CRD code already pools globally; there is no deli
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kdbench.models import MODELS
 from kdbench.models.base import Stage, StagedModel, StageInfo, kaiming_init
+from kdbench.models.keys import STAGE_BLOCK, KeyRule, stage_block
 
 
 class Bottleneck(nn.Module):
@@ -51,6 +54,13 @@ class Bottleneck(nn.Module):
 
 class BottleneckResNet(StagedModel):
     """Stem conv3x3-BN-ReLU, four bottleneck stages (strides 1, 2, 2, 2), global pool, linear."""
+
+    crd_key_rules: ClassVar[tuple[KeyRule, ...] | None] = (
+        (r"stem\.0\.", "conv1."),
+        (r"stem\.1\.", "bn1."),
+        (STAGE_BLOCK, stage_block("layer{stage}.{block}.")),
+        (r"classifier\.", "linear."),
+    )
 
     def __init__(self, depths: tuple[int, int, int, int], num_classes: int):
         super().__init__()

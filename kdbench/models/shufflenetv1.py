@@ -14,12 +14,15 @@ work.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kdbench.models import MODELS
 from kdbench.models.base import GlobalAvgPool, Stage, StagedModel, StageInfo
+from kdbench.models.keys import STAGE_BLOCK, KeyRule, stage_block
 
 STEM_CHANNELS = 24
 
@@ -68,6 +71,13 @@ class ShuffleBottleneck(nn.Module):
 
 class ShuffleNetV1(StagedModel):
     """Stem, three stages (each starting at stride 2), global pool, linear."""
+
+    crd_key_rules: ClassVar[tuple[KeyRule, ...] | None] = (
+        (r"stem\.0\.", "conv1."),
+        (r"stem\.1\.", "bn1."),
+        (STAGE_BLOCK, stage_block("layer{stage}.{block}.")),
+        (r"classifier\.", "linear."),
+    )
 
     def __init__(self, widths: tuple[int, int, int], depths: tuple[int, int, int], groups: int, num_classes: int):
         super().__init__()

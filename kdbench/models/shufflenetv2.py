@@ -16,12 +16,15 @@ work.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kdbench.models import MODELS
 from kdbench.models.base import GlobalAvgPool, Stage, StagedModel, StageInfo
+from kdbench.models.keys import STAGE_BLOCK, KeyRule, stage_block
 from kdbench.models.shufflenetv1 import STEM_CHANNELS, channel_shuffle, shuffle_stem
 
 
@@ -77,6 +80,15 @@ class ShuffleDownBlock(nn.Module):
 
 class ShuffleNetV2(StagedModel):
     """Stem, three stages (down-sampling block, then basic blocks), 1x1 head conv, global pool, linear."""
+
+    crd_key_rules: ClassVar[tuple[KeyRule, ...] | None] = (
+        (r"stem\.0\.", "conv1."),
+        (r"stem\.1\.", "bn1."),
+        (STAGE_BLOCK, stage_block("layer{stage}.{block}.")),
+        (r"head_conv\.", "conv2."),
+        (r"head_bn\.", "bn2."),
+        (r"classifier\.", "linear."),
+    )
 
     def __init__(
         self, widths: tuple[int, int, int], depths: tuple[int, int, int], head_channels: int, num_classes: int

@@ -16,12 +16,15 @@ strides of a 32x32 image; ``feature_sizes`` knows about the extra pooling.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kdbench.models import MODELS
 from kdbench.models.base import Stage, StagedModel, StageInfo, kaiming_init
+from kdbench.models.keys import KeyRule
 
 #: conv widths of blocks 0..4 (the CRD code's configurations 'S', 'A', 'B', 'D', 'E')
 CONFIGS: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -63,6 +66,13 @@ class PoolAt64(nn.Module):
 
 class VGG(StagedModel):
     """Stem (block 0), four stages (max-pool, block, ReLU), global average pool, linear."""
+
+    crd_key_rules: ClassVar[tuple[KeyRule, ...] | None] = (
+        (r"stem\.", "block0."),
+        # blocks.0 of a stage is its max-pool, blocks.1 the conv block
+        (r"stages\.(\d+)\.blocks\.1\.", lambda match: f"block{int(match[1]) + 1}."),
+        (r"classifier\.", "classifier."),
+    )
 
     def __init__(self, widths: tuple[tuple[int, ...], ...], num_classes: int):
         super().__init__()

@@ -17,12 +17,15 @@ checkpoints match (``kdbench.models.checkpoint`` maps the state-dict keys). Deli
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kdbench.models import MODELS
 from kdbench.models.base import Features, GlobalAvgPool, Stage, StagedModel, StageInfo, kaiming_init
+from kdbench.models.keys import STAGE_BLOCK, KeyRule, stage_block
 
 
 class WideBasicBlock(nn.Module):
@@ -53,6 +56,14 @@ class WideBasicBlock(nn.Module):
 
 class WideResNet(StagedModel):
     """Stem conv3x3, three stages of pre-activation blocks (strides 1, 2, 2), BN-ReLU, global pool, linear."""
+
+    crd_key_rules: ClassVar[tuple[KeyRule, ...] | None] = (
+        (r"stem\.0\.", "conv1."),
+        (STAGE_BLOCK + r"shortcut\.", stage_block("block{stage}.layer.{block}.convShortcut.")),
+        (STAGE_BLOCK, stage_block("block{stage}.layer.{block}.")),
+        (r"head_norm\.", "bn1."),
+        (r"classifier\.", "fc."),
+    )
 
     def __init__(self, depth: int, widen_factor: int, num_classes: int):
         super().__init__()

@@ -449,3 +449,27 @@ def test_global_pooling_makes_the_embedding_size_independent() -> None:
     assert features.embedding.shape == (2, 64)
     assert torch.allclose(features.embedding, last.mean((2, 3)), atol=1e-6)
     assert torch.allclose(F.linear(features.embedding, model.classifier.weight, model.classifier.bias), features.logits)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_family_declares_its_crd_key_rules_on_its_own_class(name: str) -> None:
+    """A family states its CRD key mapping (or None) beside its definition, so saving never fails late."""
+    with torch.device("meta"):
+        model = create_model(name, NUM_CLASSES)
+    assert "crd_key_rules" in vars(type(model)), f"{type(model).__name__} must declare crd_key_rules"
+
+
+def test_a_family_without_crd_rules_saves_and_loads_under_its_own_keys(tmp_path: Path) -> None:
+    class NoCrdCounterpart(type(create_model("resnet8", 10))):
+        crd_key_rules = None
+
+        def __init__(self) -> None:
+            super().__init__(8, (16, 16, 32, 64), 10)
+
+    torch.manual_seed(0)
+    model, copy_of = NoCrdCounterpart(), NoCrdCounterpart()
+    save_crd_checkpoint(model, tmp_path / "model.pt")
+    assert set(torch.load(tmp_path / "model.pt")["model"]) == set(model.state_dict())
+    load_crd_checkpoint(copy_of, tmp_path / "model.pt")
+    images = torch.rand(2, 3, 8, 8)
+    assert torch.equal(model.eval()(images), copy_of.eval()(images))
