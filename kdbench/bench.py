@@ -31,7 +31,6 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,16 +49,9 @@ from kdbench.methods import METHODS, create_distiller
 from kdbench.methods.kd import kd_loss
 from kdbench.models import MODELS, create_model, model_feature_info
 from kdbench.registry import unknown_name_message
+from kdbench.step import autocast_for, build_training_step, derive_seed
 from kdbench.suite import COMPILE_MODES, PRECISIONS, SCHEDULE_PRESETS, RunSpec, load_suite, plan
-from kdbench.train import (
-    EpochMeter,
-    derive_seed,
-    evaluate,
-    make_optimizer,
-    prepare_for_device,
-    resolve_device,
-    training_step,
-)
+from kdbench.train import evaluate, resolve_device
 
 DEFAULT_METHODS = ("vanilla", "kd", "at")
 #: the CRD code's ``--num_workers`` default
@@ -163,12 +155,6 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def autocast_factory(device: torch.device, precision: str) -> Callable[[], AbstractContextManager]:
-    """The autocast context training uses: bf16 only on CUDA, fp32 otherwise."""
-    enabled = precision == "bf16" and device.type == "cuda"
-    return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
 def resolved_terms(methods: Sequence[str]) -> tuple[tuple[str, dict], ...]:
     """(canonical name, every parameter at its default) per method, as a suite resolves them."""
     return tuple((METHODS.canonical(name), METHODS.get(name).parameter_defaults()) for name in methods)
@@ -245,13 +231,19 @@ class KdbenchPath:
 
     def __init__(self, work: Workload, split: Split, seed: int, device: torch.device | str):
         self.device = device = torch.device(device)
-        self.autocast = autocast_factory(device, work.precision)
         channels_last = work.channels_last
         student, teacher = build_models(work, seed, device)
-        self.distiller = create_distiller(student, teacher, work.terms, work.ce_weight).to(device)
-        prepare_for_device(self.distiller, {"channels_last": channels_last, "compile": work.compile}, device)
-        self.distiller.train()
-        self.optimizer = make_optimizer(self.distiller.trainable_parameters(), SCHEDULE_PRESETS["crd"], device)
+        self.training_step = build_training_step(
+            student,
+            teacher,
+            terms=work.terms,
+            ce_weight=work.ce_weight,
+            schedule=SCHEDULE_PRESETS["crd"],
+            training={"precision": work.precision, "channels_last": channels_last, "compile": work.compile},
+            seed=seed,
+            device=device,
+        )
+        self.distiller = self.training_step.distiller
         self.loader = make_loader(
             split,
             kind="tensor",
@@ -264,8 +256,8 @@ class KdbenchPath:
             device=device,
             channels_last=channels_last,
         )
-        self.init_epochs = self.distiller.init_epochs()
-        self.meter = EpochMeter(device)
+        self.init_epochs = self.training_step.init_epochs
+        self.meter = self.training_step.begin_epoch(0)
 
     @property
     def nonfinite_steps(self) -> int:
@@ -275,11 +267,9 @@ class KdbenchPath:
     def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return iter(self.loader.epoch(epoch))
 
-    def step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def step(self, *batch: torch.Tensor) -> torch.Tensor:
         """One training step and the loop's bookkeeping after it; returns the loss."""
-        logits, losses = training_step(self.distiller, self.optimizer, images, labels, self.autocast)
-        # what kdbench.train's loop does after every step: device-side bookkeeping, no host sync
-        self.meter.add(losses, logits, labels)
+        losses = self.training_step(batch, self.meter)  # device-side bookkeeping, no host sync
         return sum(losses.values()).detach()  # a tensor: reading it would sync the device
 
 
@@ -580,7 +570,7 @@ def eval_step_seconds(
         device=device,
         channels_last=channels_last,
     )
-    autocast = autocast_factory(device, work.precision)
+    autocast = autocast_for(work.precision, device)
     evaluate(model, loader, autocast)
     times = []
     for _ in range(repeats):

@@ -10,7 +10,6 @@ that was never stopped.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -30,11 +29,17 @@ import yaml
 import kdbench
 from kdbench.data import DataSource, load_dataset
 from kdbench.data.loaders import make_loader
-from kdbench.methods import Distiller, create_distiller
 from kdbench.models import StagedModel, create_model
 from kdbench.models.checkpoint import load_crd_checkpoint, save_crd_checkpoint, sha256_of
 from kdbench.models.flops import count_flops, count_parameters
 from kdbench.results.store import atomic_write_bytes, atomic_write_json
+from kdbench.step import (  # noqa: F401  (make_optimizer, training_step: imported from here by callers)
+    Autocast,
+    build_training_step,
+    derive_seed,
+    make_optimizer,
+    training_step,
+)
 from kdbench.suite import RunSpec
 
 #: 2: CPU runs train in channels_last (their last bits differ from version 1's contiguous layout)
@@ -47,11 +52,6 @@ class RunFailed(Exception):
 
 class NonFiniteLoss(RunFailed):
     pass
-
-
-def derive_seed(seed: int, stream: str) -> int:
-    """Independent seeds per purpose: the student's init must not shift when a method draws numbers."""
-    return int.from_bytes(hashlib.sha256(f"{seed}/{stream}".encode()).digest()[:8], "little") % (2**63)
 
 
 def cpu_threads() -> int:
@@ -139,7 +139,7 @@ def load_weights(model: StagedModel, path: Path) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: StagedModel, batches: Any, autocast: Any) -> dict[str, float]:
+def evaluate(model: StagedModel, batches: Any, autocast: Autocast) -> dict[str, float]:
     """Test loss, top-1 and top-5 (top-k with k capped at the class count) in %."""
     was_training = model.training
     model.eval()
@@ -166,111 +166,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def make_optimizer(parameters: Any, schedule: dict, device: torch.device) -> torch.optim.SGD:
-    """SGD as in the CRD recipe; the multi-tensor (foreach) update on CUDA, where it saves launches."""
-    return torch.optim.SGD(
-        parameters,
-        lr=schedule["lr"],
-        momentum=schedule["momentum"],
-        weight_decay=schedule["weight_decay"],
-        nesterov=schedule["nesterov"],
-        foreach=device.type == "cuda",
-    )
-
-
-def prepare_for_device(distiller: Distiller, training: dict, device: torch.device) -> None:
-    """The ``training`` settings that change how the step runs (in place); its arithmetic changes only in
-    the last bits (another order of floating-point operations), which is why they are part of the run id.
-
-    channels_last (NHWC, the fast convolution layout of cuDNN and of oneDNN on CPUs: a training step
-    of these networks took 10-45% less time on a CPU, measured on 2 cores) for the student, the
-    method's parts and the teacher; and ``compile``: the distiller's forward (student,
-    teacher, losses) and its backward through torch.compile, with ``reduce-overhead`` and
-    ``max-autotune`` replaying them as CUDA graphs on CUDA. Parameter names and the checkpoint stay
-    those of the eager model.
-    """
-    if training.get("channels_last"):
-        distiller.to(memory_format=torch.channels_last)
-        if distiller.teacher is not None:
-            distiller.teacher.to(memory_format=torch.channels_last)
-    mode = training.get("compile", "off")
-    if mode != "off":
-        # one graph per batch shape (two per epoch: full and last partial batch), no dynamic shapes
-        distiller.compile(mode=mode, dynamic=False)
-
-
-def training_step(
-    distiller: Distiller,
-    optimizer: torch.optim.Optimizer,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    autocast: Any,
-    *,
-    init_stage: bool = False,
-) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
-    """One optimisation step; returns the logits and the (weighted) loss terms, not yet synchronised.
-
-    A non-finite loss still takes its step: the caller checks the losses and stops the run, and the
-    checkpoint it resumes from predates the step.
-    """
-    if getattr(distiller, "_compiled_call_impl", None) is not None:  # set by nn.Module.compile
-        # a new iteration: CUDA-graph outputs of the previous step may be overwritten from here on
-        torch.compiler.cudagraph_mark_step_begin()
-    with autocast():
-        if init_stage:
-            logits, losses = None, distiller.init_forward(images)
-        else:
-            logits, losses = distiller(images, labels)
-    optimizer.zero_grad(set_to_none=True)
-    sum(losses.values()).backward()
-    optimizer.step()
-    return logits, losses
-
-
-class EpochMeter:
-    """An epoch's loss sums and correct predictions, accumulated on the device.
-
-    Reading a loss with ``.item()`` after every step makes the CPU wait for the GPU; a CIFAR step
-    at batch 64 is short enough for that wait to dominate. So the sums (float64, as a Python float
-    would keep them), the correct count and the first non-finite step stay on the device, read once
-    per epoch. A non-finite loss still stops the run, at the end of its epoch: that epoch is never
-    checkpointed, so a resumed run never sees it.
-    """
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.sums: dict[str, torch.Tensor] = {}
-        self.correct = torch.zeros((), dtype=torch.int64, device=device)
-        self.first_bad_step = torch.full((), -1, dtype=torch.int64, device=device)
-        self.nonfinite_steps = torch.zeros((), dtype=torch.int64, device=device)
-        self.bad_terms: torch.Tensor | None = None
-        self.seen = 0
-        self.steps = 0
-
-    def add(self, losses: dict[str, torch.Tensor], logits: torch.Tensor | None, labels: torch.Tensor) -> None:
-        count = labels.numel()
-        values = torch.stack([value.detach().double() for value in losses.values()])
-        for name, value in zip(losses, values, strict=True):
-            self.sums[name] = self.sums[name] + value * count if name in self.sums else value * count
-        bad = ~torch.isfinite(values).all()
-        self.nonfinite_steps += bad
-        first = bad & (self.first_bad_step < 0)
-        self.first_bad_step = torch.where(first, self.steps, self.first_bad_step)
-        self.bad_terms = values if self.bad_terms is None else torch.where(first, values, self.bad_terms)
-        if logits is not None:
-            self.correct += (logits.argmax(1) == labels).sum()
-        self.seen += count
-        self.steps += 1
-
-    def finish(self, epoch: int) -> tuple[dict[str, float], int, int]:
-        """(loss sums, correct, images seen) as Python numbers; raises NonFiniteLoss naming the first bad step."""
-        step = int(self.first_bad_step.item())
-        if step >= 0:
-            terms = ", ".join(f"{k}={v:.4g}" for k, v in zip(self.sums, self.bad_terms.tolist(), strict=True))
-            raise NonFiniteLoss(f"non-finite loss at epoch {epoch + 1}, step {step + 1}: {terms}")
-        return {k: v.item() for k, v in self.sums.items()}, int(self.correct.item()), self.seen
 
 
 def _rng_state() -> dict:
@@ -333,31 +228,28 @@ def _train(
         torch.set_num_threads(cpu_threads())
     data = load_data(spec, data_root)
     loaders = make_loaders(spec, data, device)
-    use_bf16 = spec.training.get("precision") == "bf16" and device.type == "cuda"
-    if device.type == "cuda":
-        # cuDNN picks the fastest kernels unless bit-reproducible runs are asked for (CPU runs always are)
-        deterministic = bool(spec.training.get("deterministic"))
-        torch.backends.cudnn.benchmark = not deterministic
-        torch.backends.cudnn.deterministic = deterministic
-
-    def autocast():
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
     # -- models: the student's init depends only on (architecture, seed); method parts seeded apart --
     torch.manual_seed(derive_seed(spec.seed, "student-init"))
     student = create_model(spec.student, data.num_classes)
     teacher, teacher_info = build_teacher(spec, run_dir, data.num_classes, device)
-    torch.manual_seed(derive_seed(spec.seed, "method-init"))
-    distiller = create_distiller(student, teacher, spec.terms, spec.ce_weight).to(device)
-    prepare_for_device(distiller, spec.training, device)
-    torch.manual_seed(derive_seed(spec.seed, "train"))
+    # the distiller on the device (layout, compile), its optimizers and autocast: what `kdbench bench` times
+    step = build_training_step(
+        student,
+        teacher,
+        terms=spec.terms,
+        ce_weight=spec.ce_weight,
+        schedule=spec.schedule,
+        training=spec.training,
+        seed=spec.seed,
+        device=device,
+    )
+    distiller, optimizer, init_optimizer, autocast = step.distiller, step.optimizer, step.init_optimizer, step.autocast
 
     schedule = spec.schedule
-    optimizer = make_optimizer(distiller.trainable_parameters(), schedule, device)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, schedule["milestones"], gamma=schedule["lr_decay"])
-    init_epochs = distiller.init_epochs()
     # Two-stage methods (FSP): first their own init stage on the student's feature layers.
-    init_optimizer = make_optimizer(distiller.init_parameters(), schedule, device) if init_epochs else None
+    init_epochs = step.init_epochs
     total_epochs = init_epochs + schedule["epochs"]
 
     checkpoint_path = run_dir / "checkpoint.pt"
@@ -409,12 +301,13 @@ def _train(
         in_init = epoch < init_epochs
         active = init_optimizer if in_init else optimizer
         lr = active.param_groups[0]["lr"]
-        distiller.train()
-        meter = EpochMeter(device)
-        for images, labels in loaders.train.epoch(epoch):
-            logits, losses = training_step(distiller, active, images, labels, autocast, init_stage=in_init)
-            meter.add(losses, logits, labels)
-        sums, correct, seen = meter.finish(epoch)  # the epoch's one host sync; raises NonFiniteLoss
+        meter = step.begin_epoch(epoch)  # train mode; the distiller's set_epoch(epoch) hook, if it has one
+        for batch in loaders.train.epoch(epoch):
+            step(batch, meter, init_stage=in_init)
+        totals = meter.finish(epoch)  # the epoch's one host sync
+        if totals.nonfinite:
+            raise NonFiniteLoss(totals.nonfinite)
+        sums, correct, seen = totals.loss_sums, totals.correct, totals.seen
         if not in_init:
             scheduler.step()
         record = {
