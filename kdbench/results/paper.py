@@ -9,7 +9,7 @@ registry names, one list of values per metric. The schema is described at the to
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,10 @@ CRD_MODEL_NAMES = (
 )  # fmt: skip
 
 _PAPER_KEYS = ("paper", "title", "citation", "source", "teachers", "tables")
-_TABLE_KEYS = ("kind", "source", "caption", "dataset", "metrics", "pairs", "rows", "notes", "sweep")
+_TABLE_KEYS = ("kind", "source", "caption", "dataset", "metrics", "pairs", "rows", "notes", "sweep", "protocol")
+_PROTOCOL_KEYS = ("statistic", "runs", "epochs", "schedule", "augmentation", "notes", "rows")
+#: which epoch a number is taken at: the last, the best test epoch, or one selected on a validation split
+STATISTICS = ("last", "best", "selected")
 
 Value = float | str | None  # a number, NA, or None (the paper prints nothing there)
 
@@ -46,6 +49,49 @@ def label_key(label: str) -> str:
 def model_key(name: str) -> str:
     """How model names are matched: 'WRN-40-2', 'wrn_40_2' and 'Wrn40_2' are the same network."""
     return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a number was produced: which epoch, over how many runs, on which schedule.
+
+    ``None`` means the source does not say. Published tables state theirs in a ``protocol:`` block;
+    our cells get theirs from the runs (the report builds them).
+    """
+
+    statistic: str | None = None
+    runs: int | None = None
+    epochs: int | None = None
+    schedule: str = ""
+    augmentation: str = ""
+    notes: str = ""
+
+    def describe(self, *, runs_word: str = "run") -> str:
+        """'last epoch, mean of 5 runs, 240 epochs (lr 0.05, /10 at 150, 180, 210)'."""
+        statistic = {
+            "last": "last epoch",
+            "best": "best test epoch",
+            "selected": "epoch selected on validation",
+        }.get(self.statistic or "", "epoch not stated")
+        if self.runs is None:
+            runs = f"{runs_word}s not stated"
+        else:
+            runs = f"one {runs_word}" if self.runs == 1 else f"mean of {self.runs} {runs_word}s"
+        epochs = f"{self.epochs} epochs" if self.epochs else "epochs not stated"
+        if self.schedule:
+            epochs += f" ({self.schedule})"
+        return ", ".join([statistic, runs, epochs])
+
+    def differences(self, other: Protocol) -> list[str]:
+        """What makes ``other`` (a published protocol) not like ``self`` (ours); unknowns are not differences."""
+        found = []
+        if other.statistic and self.statistic and other.statistic != self.statistic:
+            found.append(f"{self.statistic} vs {other.statistic} epoch")
+        if other.epochs and self.epochs and other.epochs != self.epochs:
+            found.append(f"{self.epochs} vs {other.epochs} epochs")
+        if other.runs and self.runs and other.runs != self.runs:
+            found.append(f"{self.runs} vs {other.runs} runs")
+        return found
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +108,9 @@ class PaperTable:
     rows: dict[str, dict[str, tuple[Value, ...]]]
     notes: tuple[str, ...] = ()
     sweep: dict[str, list[Any]] = field(default_factory=dict)
+    #: the table's protocol (None: the paper file states none) and the rows whose protocol differs from it
+    protocol: Protocol | None = None
+    row_protocols: dict[str, Protocol] = field(default_factory=dict)
     _index: dict[tuple[str, str, str, str], Value] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,6 +125,10 @@ class PaperTable:
     @property
     def has_numbers(self) -> bool:
         return bool(self.rows)
+
+    def protocol_of(self, method: str) -> Protocol | None:
+        """The protocol of one row: its own where the paper file states one, else the table's."""
+        return self.row_protocols.get(label_key(method), self.protocol)
 
     def value(self, method: str, teacher: str, student: str, metric: str = "top1") -> Value:
         """The paper's number for one cell: a float, ``NA``, or None when the table has no such cell."""
@@ -134,6 +187,37 @@ def _model_errors(where: str, name: object) -> list[str]:
         return []
     choices = sorted(set(MODELS.names()) | set(CRD_MODEL_NAMES))
     return [f"{where}: unknown model '{name}'; nearest: {', '.join(nearest_first(name, choices)[:5])}"]
+
+
+def _parse_protocol(where: str, raw: object, errors: list[str], *, allow_rows: bool = True) -> Protocol | None:
+    """A ``protocol:`` mapping: {statistic: last|best|selected|null, runs, epochs, schedule, augmentation, notes}."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: a protocol must be a mapping with keys {', '.join(_PROTOCOL_KEYS)}, got {raw!r}")
+        return None
+    allowed = _PROTOCOL_KEYS if allow_rows else tuple(k for k in _PROTOCOL_KEYS if k != "rows")
+    errors += _unknown_keys(where, raw, allowed)
+    statistic = raw.get("statistic")
+    if statistic is not None and statistic not in STATISTICS:
+        choices = ", ".join(nearest_first(str(statistic), STATISTICS))
+        errors.append(f"{where}.statistic: '{statistic}' is not one of {choices} (or null: not stated)")
+        statistic = None
+    counts: dict[str, int | None] = {}
+    for key in ("runs", "epochs"):
+        value = raw.get(key)
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            errors.append(f"{where}.{key}: expected a positive integer or null (not stated), got {value!r}")
+            value = None
+        counts[key] = value
+    texts = {}
+    for key in ("schedule", "augmentation", "notes"):
+        value = raw.get(key, "")
+        if value is not None and not isinstance(value, str):
+            errors.append(f"{where}.{key}: expected text, got {value!r}")
+            value = ""
+        texts[key] = value or ""
+    return Protocol(statistic=statistic, runs=counts["runs"], epochs=counts["epochs"], **texts)
 
 
 def _parse_table(where: str, table_id: str, raw: object, errors: list[str]) -> PaperTable | None:
@@ -197,6 +281,26 @@ def _parse_table(where: str, table_id: str, raw: object, errors: list[str]) -> P
             parsed[metric] = tuple(float(v) if _is_number(v) else v for v in values)
         rows[str(label)] = parsed
 
+    protocol = _parse_protocol(f"{where}.protocol", raw.get("protocol"), errors)
+    row_protocols: dict[str, Protocol] = {}
+    raw_row_protocols = (raw.get("protocol") or {}).get("rows") if isinstance(raw.get("protocol"), dict) else None
+    if raw_row_protocols is not None and not isinstance(raw_row_protocols, dict):
+        errors.append(f"{where}.protocol.rows: must be a mapping of row label -> protocol keys")
+        raw_row_protocols = None
+    for label, own in (raw_row_protocols or {}).items():
+        row_where = f"{where}.protocol.rows.{label}"
+        if label_key(label) not in seen_labels:
+            choices = ", ".join(nearest_first(str(label), list(rows))[:5])
+            errors.append(f"{row_where}: no row '{label}' in the table; rows: {choices}")
+        if not isinstance(own, dict):
+            errors.append(f"{row_where}: must be a mapping of protocol keys, got {own!r}")
+            continue
+        parsed_row = _parse_protocol(row_where, own, errors, allow_rows=False)
+        if parsed_row is not None:
+            # a row's protocol is the table's with the keys it states replaced
+            stated = {key: getattr(parsed_row, key) for key in own if key in _PROTOCOL_KEYS}
+            row_protocols[label_key(label)] = replace(protocol or Protocol(), **stated)
+
     notes = raw.get("notes", [])
     return PaperTable(
         id=table_id,
@@ -209,6 +313,8 @@ def _parse_table(where: str, table_id: str, raw: object, errors: list[str]) -> P
         rows=rows,
         notes=tuple(str(n) for n in notes) if isinstance(notes, list) else (str(notes),),
         sweep=dict(raw.get("sweep") or {}),
+        protocol=protocol,
+        row_protocols=row_protocols,
     )
 
 
