@@ -74,6 +74,22 @@ class DistillLoss(nn.Module):
         # A tuple hides the teacher from nn.Module: never a submodule, so never in the optimizer
         # or in this term's state dict.
         self._frozen_teacher = (teacher,)
+        self.warmup_epochs = 0
+
+    # -- epoch-dependent behaviour: the training loop calls Distiller.set_epoch at every epoch start --
+    def set_epoch(self, epoch: int) -> None:
+        """The 0-based epoch about to train (a curriculum such as CTKD's reads it); default: nothing."""
+
+    def enable_warmup(self, epochs: int) -> None:
+        """Ramp this term's losses linearly over the first ``epochs`` epochs (mdistiller's DKD and
+        ReviewKD warm-up: factor min(e / epochs, 1) at its 1-based epoch e); 0 = none.
+
+        The factor is a non-persistent buffer: it follows the module to its device, is a graph input
+        under torch.compile (no recompilation per epoch) and is not checkpointed (the epoch is).
+        """
+        self.warmup_epochs = epochs
+        if epochs > 0:
+            self.register_buffer("warmup_scale", torch.tensor(warmup_factor(0, epochs)), persistent=False)
 
     @property
     def teacher(self) -> StagedModel:
@@ -177,8 +193,18 @@ class Distiller(nn.Module):
         teacher = self.teacher_features(images)
         losses = {"ce": self.ce_weight * F.cross_entropy(student.logits, labels)}
         for term in self.terms.values():
-            losses.update(term(student, teacher, labels))
+            term_losses = term(student, teacher, labels)
+            if term.warmup_epochs:
+                term_losses = {k: term.warmup_scale * v for k, v in term_losses.items()}
+            losses.update(term_losses)
         return student.logits, losses
+
+    def set_epoch(self, epoch: int) -> None:
+        """Tell every term the 0-based epoch about to train (warm-ups, curricula); call before its steps."""
+        for term in self.terms.values():
+            term.set_epoch(epoch)
+            if term.warmup_epochs:
+                term.warmup_scale.fill_(warmup_factor(epoch, term.warmup_epochs))
 
     # -- the optional init stage (FSP, two-stage FitNet) --
     def init_epochs(self) -> int:
@@ -210,6 +236,12 @@ class Distiller(nn.Module):
         finally:
             self.train(was_training)
         return losses
+
+
+def warmup_factor(epoch: int, warmup_epochs: int) -> float:
+    """min((epoch + 1) / warmup_epochs, 1) for the 0-based ``epoch``: mdistiller's ``min(epoch / warmup, 1)``
+    at its 1-based epoch, so the first epoch trains at 1 / warmup_epochs, never at 0."""
+    return min((epoch + 1) / warmup_epochs, 1.0) if warmup_epochs > 0 else 1.0
 
 
 def freeze(model: nn.Module) -> None:
