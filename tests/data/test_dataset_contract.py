@@ -17,7 +17,11 @@ def test_every_data_set_declares_its_shape(name: str) -> None:
 
 @pytest.mark.parametrize(
     "config",
-    [{"name": "digits"}, {"name": "synthetic"}, {"name": "synthetic", "num_classes": 7, "image_size": 12, "channels": 1}],
+    [
+        {"name": "digits"},
+        {"name": "synthetic"},
+        {"name": "synthetic", "num_classes": 7, "image_size": 12, "channels": 1},
+    ],
 )
 def test_the_declared_shape_is_the_loaded_one(config: dict) -> None:
     """For the data sets available offline, the declaration agrees with what loading returns."""

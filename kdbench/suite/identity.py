@@ -1,0 +1,70 @@
+"""A run's identity: the resolved run config, hashed whole, minus one declared list of exceptions.
+
+Stored results are found by run id, so an id is a promise: no change to kdbench may alter the id
+of a run that exists. Two things are left out of the hash, and only these:
+- where the data lives (``DATA_LOCATION_KEYS`` of the dataset config): moving the data to another
+  disk must not retrain anything;
+- keys added after runs were first stored, while they hold the value they had when they were
+  introduced (``LATER_DEFAULTS``): runs trained before the key existed keep their ids. A key that
+  differs from that default enters the id, so a changed setting always makes a new run.
+Adding a key to the schedule, the training settings, a data set or a method means adding it here
+in the same change; ``tests/suite/test_run_ids.py`` pins the ids of every suite and fails otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LaterDefault:
+    """``path`` (dotted, into the run config; ``terms.<method>.<parameter>`` for a method's parameter,
+    ``*`` for every method) is left out of the id while it equals ``default``; added in ``since``."""
+
+    path: str
+    default: Any
+    since: str
+
+
+#: dataset keys that say where the data lives, not what it is
+DATA_LOCATION_KEYS = frozenset({"root", "download", "cache_dir"})
+
+#: every key added after the first stored runs, with the value it had before it existed
+LATER_DEFAULTS: tuple[LaterDefault, ...] = (LaterDefault("training.compile", "off", since="0.1.0"),)
+
+
+def _leave_out(section: dict, key: str, default: Any) -> None:
+    # True == 1 in Python: a boolean default only matches a boolean
+    if key in section and section[key] == default and isinstance(section[key], bool) == isinstance(default, bool):
+        del section[key]
+
+
+def identity_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` (a run's resolved config) as it is hashed: the exceptions above removed."""
+    hashed = json.loads(json.dumps(config, default=str))  # a deep copy in the hashed form
+    if isinstance(hashed.get("dataset"), dict):
+        hashed["dataset"] = {k: v for k, v in hashed["dataset"].items() if k not in DATA_LOCATION_KEYS}
+    for later in LATER_DEFAULTS:
+        section, _, key = later.path.rpartition(".")
+        if section.startswith("terms."):
+            method = section.removeprefix("terms.")
+            for name, params in hashed.get("terms") or []:
+                if method in ("*", name) and isinstance(params, dict):
+                    _leave_out(params, key, later.default)
+            continue
+        node: Any = hashed
+        for part in section.split(".") if section else []:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            _leave_out(node, key, later.default)
+    return hashed
+
+
+def run_id_of(config: Mapping[str, Any]) -> str:
+    """12 hex digits of the SHA-256 of the canonical JSON of ``identity_config(config)``."""
+    canonical = json.dumps(identity_config(config), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]

@@ -1,0 +1,107 @@
+"""``plan()``: a validated suite -> its runs and its report cells. Pure: no I/O, no validation.
+
+Every value it reads was checked and typed by ``load_suite``; planning only combines them: teachers
+first (those some pair needs, each once), then students by pair, method, sweep point and seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kdbench.suite.schema import SuiteVariant, TeacherConfig
+from kdbench.suite.spec import RunSpec
+
+
+class Plan(tuple):
+    """The report cells of a suite, in order (a tuple of ``RunSpec``, one per cell and seed), and
+    ``runs``: the distinct runs they need, each once, teachers first.
+
+    A Vanilla student does not depend on the teacher, so one run can fill a cell in every pair with
+    that student; cells keep their own descriptive fields (method label, pair), runs are unique by id.
+    """
+
+    runs: tuple[RunSpec, ...]
+
+    def __new__(cls, cells: Iterable[RunSpec]) -> Plan:
+        plan = super().__new__(cls, cells)
+        unique: dict[str, RunSpec] = {}
+        for spec in plan:
+            unique.setdefault(spec.run_id, spec)
+        plan.runs = tuple(unique.values())
+        return plan
+
+    @property
+    def cells(self) -> tuple[RunSpec, ...]:
+        return tuple(self)
+
+
+def _teacher_run(teacher: TeacherConfig, variant: SuiteVariant, suite_name: str) -> RunSpec:
+    return RunSpec(
+        kind="teacher",
+        dataset=variant.dataset.as_dict(),
+        schedule=teacher.schedule.as_dict(),
+        training=variant.training.as_dict(),
+        seed=teacher.seed,
+        student=teacher.name,
+        teacher=None,
+        terms=(("vanilla", {}),),
+        ce_weight=1.0,
+        suite=suite_name,
+        method="Teacher",
+        # a teacher is the same run for every method and seed of the sweep
+        sweep={k: v for k, v in variant.swept.items() if not k.startswith(("methods.", "seeds", "pairs"))},
+    )
+
+
+def plan(suite) -> Plan:  # suite: kdbench.suite.Suite
+    """Every report cell of ``suite`` and the distinct runs behind them (``Plan.runs``)."""
+    from kdbench.methods import METHODS
+    from kdbench.models import model_feature_info
+
+    teachers: dict[str, RunSpec] = {}
+    students: dict[tuple[str, str, str], RunSpec] = {}
+    for variant in suite.variants:
+        by_name = {t.name: t for t in variant.teachers}
+        dataset = variant.dataset.as_dict()
+        schedule = variant.schedule.as_dict()
+        training = variant.training.as_dict()
+        for teacher, student in variant.pairs:
+            source = by_name[teacher]
+            teacher_spec = None if source.checkpoint else _teacher_run(source, variant, suite.name)
+            if teacher_spec is not None:  # only teachers of some pair are trained
+                teachers.setdefault(teacher_spec.run_id, teacher_spec)
+            for method in variant.methods:
+                relevant = {
+                    k: v
+                    for k, v in variant.swept.items()
+                    if not k.startswith("methods.") or k.split(".")[1] == method.label
+                }
+                reason = None
+                for name, params in method.terms:
+                    reason = reason or METHODS.get(name).not_applicable(
+                        model_feature_info(teacher), model_feature_info(student), params
+                    )
+                uses_teacher = any(METHODS.get(n).needs_teacher for n, _ in method.terms)
+                for seed in variant.seeds:
+                    if any(e.matches(teacher, student, method.label, seed) for e in variant.excludes):
+                        continue
+                    spec = RunSpec(
+                        kind="student",
+                        dataset=dataset,
+                        schedule=schedule,
+                        training=training,
+                        seed=seed,
+                        student=student,
+                        teacher=teacher if uses_teacher else None,
+                        terms=method.terms,
+                        ce_weight=method.ce_weight,
+                        teacher_run=teacher_spec.run_id if uses_teacher and teacher_spec else None,
+                        teacher_checkpoint=source.checkpoint if uses_teacher else None,
+                        suite=suite.name,
+                        method=method.label,
+                        sweep=relevant,
+                        not_applicable=reason,
+                        pair_teacher=teacher,
+                    )
+                    students.setdefault((spec.run_id, spec.method, teacher), spec)
+    return Plan([*teachers.values(), *students.values()])

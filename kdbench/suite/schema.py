@@ -1,0 +1,509 @@
+"""The typed suite: frozen dataclasses for every section, each built by one resolver that checks it.
+
+A resolver takes the raw YAML value of its section and a ``Collector``; it records every problem
+(file key, bad value, valid choices) and returns a typed value (with defaults filled in) that the
+planner can use without checking anything again. Defaults are written out here, next to the keys
+they belong to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kdbench.registry import UnknownNameError, unknown_name_message
+from kdbench.validation import Collector, describe, join
+
+#: Named schedules; a suite's ``schedule`` may name one (``schedule: crd``) or set ``preset:`` and override keys.
+SCHEDULE_PRESETS: dict[str, dict[str, Any]] = {
+    # SRKD paper, section 3.1 (CIFAR-10 and CIFAR-100); SGD settings from the CRD recipe.
+    "srkd-cifar": {
+        "epochs": 180,
+        "batch_size": 64,
+        "lr": 0.05,
+        "milestones": [90, 120, 150],
+        "lr_decay": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 5.0e-4,
+        "nesterov": False,
+    },
+    # SRKD paper, section 3.1 (Tiny-ImageNet).
+    "srkd-tinyimagenet": {
+        "epochs": 100,
+        "batch_size": 64,
+        "lr": 0.05,
+        "milestones": [70, 80, 90],
+        "lr_decay": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 5.0e-4,
+        "nesterov": False,
+    },
+    # The CRD code's schedule, behind every published baseline number (RepDistiller train_student.py).
+    "crd": {
+        "epochs": 240,
+        "batch_size": 64,
+        "lr": 0.05,
+        "milestones": [150, 180, 210],
+        "lr_decay": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 5.0e-4,
+        "nesterov": False,
+    },
+}
+DEFAULT_SCHEDULE = "srkd-cifar"
+SCHEDULE_KEYS = ("preset", *SCHEDULE_PRESETS[DEFAULT_SCHEDULE])
+
+PRECISIONS = ["fp32", "bf16"]
+#: torch.compile modes of the training step; reduce-overhead and max-autotune also capture it in CUDA graphs (on CUDA)
+COMPILE_MODES = ["off", "default", "reduce-overhead", "max-autotune"]
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "precision": "fp32",
+    "channels_last": True,
+    "deterministic": False,
+    "compile": "off",
+}
+
+DATASET_COMMON_KEYS = ("name", "root", "download", "loader")
+EXCLUDE_KEYS = ("pair", "method", "seed", "teacher", "student")
+
+
+# ---------------------------------------------------------------------------------------------
+# the sections
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Epochs, batch size and the SGD step schedule of a run (lr times lr_decay at each milestone)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    milestones: tuple[int, ...]
+    lr_decay: float
+    momentum: float
+    weight_decay: float
+    nesterov: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "milestones": list(self.milestones),
+            "lr_decay": self.lr_decay,
+            "momentum": self.momentum,
+            "weight_decay": self.weight_decay,
+            "nesterov": self.nesterov,
+        }
+
+
+@dataclass(frozen=True)
+class Training:
+    """How the step runs: numeric precision, memory layout, determinism, compilation."""
+
+    precision: str = "fp32"
+    channels_last: bool = True
+    deterministic: bool = False
+    compile: str = "off"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "deterministic": self.deterministic,
+            "compile": self.compile,
+        }
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """A registered data set and its parameters (defaults filled in), plus where it lives."""
+
+    name: str
+    values: tuple[tuple[str, Any], ...]  # every key, sorted, defaults included
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """One row of the suite: its label, its loss terms (method name, resolved parameters), its CE weight."""
+
+    label: str
+    terms: tuple[tuple[str, dict], ...]
+    ce_weight: float
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """A teacher: trained by the suite (vanilla, its own seed and schedule) or loaded from a file."""
+
+    name: str
+    checkpoint: str | None
+    seed: int
+    schedule: Schedule
+
+
+@dataclass(frozen=True)
+class Exclude:
+    """Cells to leave out; every given field must match (model names canonical)."""
+
+    teacher: str | None = None
+    student: str | None = None
+    method: str | None = None
+    seed: int | None = None
+
+    def matches(self, teacher: str, student: str, label: str, seed: int) -> bool:
+        checks = [
+            (self.teacher, teacher),
+            (self.student, student),
+            (self.method, label),
+            (self.seed, seed),
+        ]
+        given = [(want, have) for want, have in checks if want is not None]
+        return bool(given) and all(want == have for want, have in given)
+
+
+@dataclass(frozen=True)
+class SuiteVariant:
+    """One point of the suite's sweep grid, validated and typed: all that ``plan()`` reads."""
+
+    swept: Mapping[str, Any]
+    dataset: DatasetConfig
+    schedule: Schedule
+    training: Training
+    seeds: tuple[int, ...]
+    teachers: tuple[TeacherConfig, ...]
+    pairs: tuple[tuple[str, str], ...]
+    methods: tuple[MethodConfig, ...]
+    excludes: tuple[Exclude, ...] = field(default=())
+
+
+# ---------------------------------------------------------------------------------------------
+# resolvers
+
+
+def resolve_schedule(schedule: Any, c: Collector, path: str) -> Schedule:
+    """A schedule from a preset name or a mapping (preset + overrides)."""
+    if schedule is None:
+        schedule = {}
+    if isinstance(schedule, str):
+        schedule = {"preset": schedule}
+    if not isinstance(schedule, Mapping):
+        c.add(path, f"expected a preset name ({', '.join(SCHEDULE_PRESETS)}) or a mapping, got {describe(schedule)}")
+        schedule = {}
+    c.unknown_keys(path, schedule, sorted(SCHEDULE_KEYS))
+    preset = schedule.get("preset", DEFAULT_SCHEDULE)
+    if preset not in SCHEDULE_PRESETS:
+        c.add(join(path, "preset"), unknown_name_message("schedule preset", preset, SCHEDULE_PRESETS))
+        preset = DEFAULT_SCHEDULE
+    fallback = SCHEDULE_PRESETS[preset]
+    resolved = {**fallback, **{k: v for k, v in schedule.items() if k in SCHEDULE_KEYS and k != "preset"}}
+    for key in ("epochs", "batch_size"):
+        value = resolved[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            c.add(join(path, key), f"expected a positive integer, got {describe(value)}")
+            resolved[key] = fallback[key]
+    for key in ("lr", "lr_decay", "momentum", "weight_decay"):
+        value = resolved[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            c.add(join(path, key), f"expected a non-negative number, got {describe(value)}")
+            resolved[key] = fallback[key]
+        resolved[key] = float(resolved[key])
+    if not isinstance(resolved["nesterov"], bool):
+        c.add(join(path, "nesterov"), f"expected true or false, got {describe(resolved['nesterov'])}")
+        resolved["nesterov"] = False
+    milestones = resolved["milestones"]
+    if not isinstance(milestones, list) or not all(isinstance(m, int) and not isinstance(m, bool) for m in milestones):
+        c.add(join(path, "milestones"), f"expected a list of epoch numbers, got {describe(milestones)}")
+        milestones = fallback["milestones"]
+    elif milestones != sorted(milestones):
+        c.add(join(path, "milestones"), f"must be increasing, got {milestones}")
+    resolved["milestones"] = tuple(milestones)
+    return Schedule(**resolved)
+
+
+def resolve_training(training: Any, c: Collector) -> Training:
+    if training is None:
+        training = {}
+    if not isinstance(training, Mapping):
+        c.add("training", f"expected a mapping, got {describe(training)}")
+        return Training()
+    c.unknown_keys("training", training, sorted(TRAINING_DEFAULTS))
+    resolved = {**TRAINING_DEFAULTS, **{k: v for k, v in training.items() if k in TRAINING_DEFAULTS}}
+    if resolved["precision"] not in PRECISIONS:
+        c.add("training.precision", unknown_name_message("precision", resolved["precision"], PRECISIONS))
+    if resolved["compile"] is False:  # YAML reads an unquoted `off` as false
+        resolved["compile"] = "off"
+    if resolved["compile"] not in COMPILE_MODES:
+        c.add("training.compile", unknown_name_message("compile mode", resolved["compile"], COMPILE_MODES))
+    elif resolved["compile"] != "off" and resolved["deterministic"] is True:
+        # cuDNN can be made deterministic; the kernels torch.compile generates (and max-autotune's timed
+        # choice of them) cannot be promised to be
+        c.add(
+            "training.compile",
+            f"'{resolved['compile']}' cannot be combined with training.deterministic: true; "
+            "set compile: off for bit-reproducible runs, or deterministic: false",
+        )
+    for key in ("channels_last", "deterministic"):
+        if not isinstance(resolved[key], bool):
+            c.add(f"training.{key}", f"expected true or false, got {describe(resolved[key])}")
+    return Training(**resolved)
+
+
+def resolve_dataset(dataset: Any, c: Collector) -> DatasetConfig | None:
+    from kdbench.data import DATASETS, dataset_parameters
+    from kdbench.data.loaders import LOADERS
+
+    if dataset is None:
+        c.add("dataset", f"missing; choose one of: {', '.join(DATASETS.names())}")
+        return None
+    if isinstance(dataset, str):
+        dataset = {"name": dataset}
+    if not isinstance(dataset, Mapping) or "name" not in dataset:
+        c.add("dataset", f"expected a data set name or a mapping with 'name', got {describe(dataset)}")
+        return None
+    try:
+        name = DATASETS.canonical(dataset["name"])
+    except UnknownNameError as error:
+        c.add("dataset.name", str(error))
+        return None
+    params = dataset_parameters(name)
+    c.unknown_keys("dataset", dataset, sorted({*DATASET_COMMON_KEYS, *params}))
+    loader = dataset.get("loader", "auto")
+    kinds = ["auto", *LOADERS.names()]
+    if loader not in kinds:
+        c.add("dataset.loader", unknown_name_message("loader", loader, kinds))
+    if dataset.get("root") is not None and not isinstance(dataset["root"], str):
+        c.add("dataset.root", f"expected a path, got {describe(dataset['root'])}")
+    if "download" in dataset and not isinstance(dataset["download"], bool):
+        c.add("dataset.download", f"expected true or false, got {describe(dataset['download'])}")
+    for key, default in params.items():
+        if key in dataset and key not in DATASET_COMMON_KEYS:
+            c.check_type(f"dataset.{key}", dataset[key], default)
+    resolved = dict(params)
+    resolved.update({k: v for k, v in dataset.items() if k != "name"})
+    resolved["name"] = name
+    resolved.setdefault("loader", "auto")
+    resolved.setdefault("root", None)
+    resolved.setdefault("download", False)
+    return DatasetConfig(name, tuple(sorted(resolved.items())))
+
+
+def resolve_seeds(seeds: Any, c: Collector) -> tuple[int, ...]:
+    if seeds is None:
+        return (0,)
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
+        c.add("seeds", f"expected a non-empty list of integers, got {describe(seeds)}")
+        return (0,)
+    if len(set(seeds)) != len(seeds):
+        c.add("seeds", f"seeds repeat: {seeds}")
+    return tuple(seeds)
+
+
+def model_name(c: Collector, path: str, name: Any) -> str | None:
+    """The canonical model name, or a problem naming the nearest registered ones."""
+    from kdbench.models import MODELS
+
+    if not isinstance(name, str):
+        c.add(path, f"expected a model name, got {describe(name)}")
+        return None
+    try:
+        return MODELS.canonical(name)
+    except UnknownNameError as error:
+        c.add(path, str(error))
+        return None
+
+
+def resolve_teachers(teachers: Any, checkpoint_dir: Any, schedule: Schedule, c: Collector) -> tuple[TeacherConfig, ...]:
+    if checkpoint_dir is not None and not isinstance(checkpoint_dir, str):
+        c.add("teacher_checkpoints", f"expected a folder path, got {describe(checkpoint_dir)}")
+        checkpoint_dir = None
+    if teachers is None:
+        return ()
+    if not isinstance(teachers, Mapping):
+        c.add("teachers", f"expected a mapping of model name to settings, got {describe(teachers)}")
+        return ()
+    resolved = []
+    for name, settings in teachers.items():
+        path = f"teachers.{name}"
+        canonical = model_name(c, path, name)
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, Mapping):
+            c.add(
+                path,
+                f"expected a mapping ({{}} to train it, {{checkpoint: PATH}} to load it), got {describe(settings)}",
+            )
+            continue
+        c.unknown_keys(path, settings, ["checkpoint", "schedule", "seed"])
+        checkpoint = settings.get("checkpoint")
+        if checkpoint is not None and not isinstance(checkpoint, str):
+            c.add(f"{path}.checkpoint", f"expected a path, got {describe(checkpoint)}")
+            checkpoint = None
+        seed = settings.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            c.add(f"{path}.seed", f"expected an integer, got {describe(seed)}")
+            seed = 0
+        own = settings.get("schedule") or {}
+        own = {"preset": own} if isinstance(own, str) else own
+        if not own:
+            teacher_schedule = schedule
+        elif isinstance(own, Mapping) and "preset" not in own:
+            # plain keys refine the suite's schedule (whose own problems are reported once, under schedule)
+            scratch = Collector()
+            teacher_schedule = resolve_schedule({**schedule.as_dict(), **own}, scratch, f"{path}.schedule")
+            c.problems += [p for p in scratch.problems if p.path.split(".")[-1] in own]
+        else:  # a teacher's own preset starts afresh
+            teacher_schedule = resolve_schedule(own, c, f"{path}.schedule")
+        if canonical is None:
+            continue
+        if checkpoint is None and checkpoint_dir:
+            checkpoint = str(Path(checkpoint_dir) / f"{canonical}_vanilla" / "ckpt_epoch_240.pth")
+        resolved.append(TeacherConfig(canonical, checkpoint, seed, teacher_schedule))
+    return tuple(resolved)
+
+
+def resolve_pairs(pairs: Any, teachers: tuple[TeacherConfig, ...], c: Collector) -> tuple[tuple[str, str], ...]:
+    if pairs is None:
+        return ()
+    if not isinstance(pairs, list):
+        c.add("pairs", f"expected a list of [teacher, student], got {describe(pairs)}")
+        return ()
+    known = {t.name for t in teachers}
+    resolved = []
+    for i, pair in enumerate(pairs):
+        path = f"pairs[{i}]"
+        if not isinstance(pair, list) or len(pair) != 2:
+            c.add(path, f"expected [teacher, student], got {describe(pair)}")
+            continue
+        teacher = model_name(c, f"{path}[0]", pair[0])
+        student = model_name(c, f"{path}[1]", pair[1])
+        if teacher is not None and teacher not in known:
+            c.add(
+                f"{path}[0]",
+                f"teacher '{pair[0]}' is not under 'teachers:'; add '{pair[0]}: {{}}' there "
+                f"to train it, or '{pair[0]}: {{checkpoint: PATH}}' to load it",
+            )
+        elif teacher is not None and student is not None:
+            resolved.append((teacher, student))
+    return tuple(resolved)
+
+
+def resolve_methods(methods: Any, c: Collector) -> tuple[MethodConfig, ...]:
+    if methods is None:
+        return ()
+    if not isinstance(methods, Mapping) or not methods:
+        c.add("methods", f"expected a mapping of label to settings, got {describe(methods)}")
+        return ()
+    resolved = (resolve_method(str(label), settings, c) for label, settings in methods.items())
+    return tuple(m for m in resolved if m is not None)
+
+
+def resolve_method(label: str, settings: Any, c: Collector) -> MethodConfig | None:
+    """A method entry: ``kd: {}``, ``kd: {temperature: 2}`` or ``SRKD: {use: [kd, srkd], srkd: {weight: 0.1}}``."""
+    from kdbench.methods import METHODS, default_ce_weight
+
+    path = f"methods.{label}"
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, Mapping):
+        c.add(path, f"expected a mapping of parameters, got {describe(settings)}")
+        return None
+    combined = "use" in settings
+    use = settings.get("use", label)
+    names = [use] if isinstance(use, str) else use
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        c.add(f"{path}.use", f"expected a method name or a list of them, got {describe(use)}")
+        return None
+    canonical = []
+    for name in names:
+        try:
+            canonical.append(METHODS.canonical(name))
+        except UnknownNameError as error:
+            c.add(f"{path}.use" if combined else path, str(error))
+    if len(canonical) != len(names):
+        return None
+    if len(set(canonical)) != len(canonical):
+        c.add(f"{path}.use", f"a method appears twice in {names}")
+        return None
+    ce_weight = settings.get("ce_weight")
+    if ce_weight is not None and (not isinstance(ce_weight, (int, float)) or isinstance(ce_weight, bool)):
+        c.add(f"{path}.ce_weight", f"expected a number, got {describe(ce_weight)}")
+        ce_weight = None
+    terms = []
+    if combined and isinstance(use, str) and use not in settings:
+        # one method under another label: its parameters may sit beside `use` ({use: fsp, init_epochs: 1})
+        params = {k: v for k, v in settings.items() if k not in ("use", "ce_weight")}
+        terms.append((canonical[0], method_params(canonical[0], params, c, path)))
+    elif combined:
+        # parameters live under each member's name: {use: [kd, srkd], srkd: {weight: 0.1}}
+        c.unknown_keys(path, settings, ["use", "ce_weight", *names])
+        for name, canon in zip(names, canonical, strict=True):
+            terms.append((canon, method_params(canon, settings.get(name) or {}, c, f"{path}.{name}")))
+    else:
+        params = {k: v for k, v in settings.items() if k != "ce_weight"}
+        terms.append((canonical[0], method_params(canonical[0], params, c, path)))
+    if ce_weight is None:
+        ce_weight = default_ce_weight(canonical)
+    return MethodConfig(label, tuple(terms), float(ce_weight))
+
+
+def method_params(name: str, params: Any, c: Collector, path: str) -> dict:
+    """A method's parameters over its defaults, each of its default's type, then the method's own checks."""
+    from kdbench.methods import METHODS
+
+    defaults = METHODS.get(name).parameter_defaults()
+    if not isinstance(params, Mapping):
+        c.add(path, f"expected a mapping of parameters, got {describe(params)}")
+        return dict(defaults)
+    c.unknown_keys(path, params, sorted(defaults))
+    resolved = dict(defaults)
+    for key, value in params.items():
+        if key in defaults:
+            c.check_type(join(path, key), value, defaults[key])
+            resolved[key] = float(value) if isinstance(defaults[key], float) and isinstance(value, int) else value
+    if not c.has_problems_under(path):
+        for message in METHODS.get(name).parameter_problems(resolved):
+            c.add(path, message)
+    return resolved
+
+
+def resolve_excludes(excludes: Any, c: Collector) -> tuple[Exclude, ...]:
+    if excludes is None:
+        return ()
+    if not isinstance(excludes, list):
+        c.add("excludes", f"expected a list of {{pair, method, seed}} mappings, got {describe(excludes)}")
+        return ()
+    resolved = []
+    for i, exclude in enumerate(excludes):
+        path = f"excludes[{i}]"
+        if not isinstance(exclude, Mapping):
+            c.add(path, f"expected a mapping, got {describe(exclude)}")
+            continue
+        c.unknown_keys(path, exclude, list(EXCLUDE_KEYS))
+        teacher = student = None
+        if "pair" in exclude:
+            pair = exclude["pair"]
+            if not isinstance(pair, list) or len(pair) != 2:
+                c.add(f"{path}.pair", f"expected [teacher, student], got {describe(pair)}")
+                continue
+            teacher = model_name(c, f"{path}.pair[0]", pair[0])
+            student = model_name(c, f"{path}.pair[1]", pair[1])
+        if "teacher" in exclude:
+            teacher = model_name(c, f"{path}.teacher", exclude["teacher"])
+        if "student" in exclude:
+            student = model_name(c, f"{path}.student", exclude["student"])
+        method = exclude.get("method")
+        seed = exclude.get("seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            c.add(f"{path}.seed", f"expected an integer, got {describe(seed)}")
+        resolved.append(Exclude(teacher, student, None if method is None else str(method), seed))
+    return tuple(resolved)
