@@ -12,7 +12,7 @@ from kdbench import __version__
 from kdbench.cli.common import USER_ERRORS, format_user_error
 
 # the order sub-commands appear in --help; modules not listed follow alphabetically
-ORDER = ["plan", "run", "status", "report", "cancel", "bench"]
+ORDER = ["plan", "run", "status", "report", "explain", "cancel", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
