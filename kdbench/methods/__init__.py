@@ -28,12 +28,18 @@ def create_distiller(
     teacher: StagedModel | None,
     terms: Sequence[tuple[str, Mapping[str, Any]]],
     ce_weight: float | None = None,
+    data_facts: Mapping[str, Any] | None = None,
 ) -> Distiller:
-    """The trainable module of one run: the student plus one term per (method name, parameters)."""
+    """The trainable module of one run: the student plus one term per (method name, parameters).
+
+    ``data_facts`` holds what terms may need of the training set (``DistillLoss.data_facts``, e.g.
+    ``train_labels`` for CRD's memory); each term gets the facts it declares.
+    """
     built = []
     for name, params in terms:
         cls = METHODS.get(name)
-        built.append((METHODS.canonical(name), cls(teacher, student, **dict(params))))
+        facts = {key: data_facts[key] for key in cls.data_facts if data_facts and key in data_facts}
+        built.append((METHODS.canonical(name), cls(teacher, student, **facts, **dict(params))))
     if ce_weight is None:
         ce_weight = default_ce_weight([n for n, _ in terms])
     return Distiller(student, teacher if any(t.needs_teacher for _, t in built) else None, built, ce_weight)

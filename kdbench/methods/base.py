@@ -67,6 +67,11 @@ class DistillLoss(nn.Module):
     default_ce_weight: ClassVar[float] = 1.0
     #: whether the teacher's forward pass on the images is needed
     needs_teacher: ClassVar[bool] = True
+    #: whether ``forward`` takes ``indices=`` (each image's index in the training set; CRD's memory)
+    needs_indices: ClassVar[bool] = False
+    #: facts of the training set the constructor takes as keywords (``create_distiller(data_facts=...)``
+    #: passes them): ``train_labels``, the training split's labels in dataset order (its size is theirs)
+    data_facts: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, teacher: StagedModel | None, student: StagedModel, *, weight: float):
         super().__init__()
@@ -131,6 +136,10 @@ class DistillLoss(nn.Module):
         """
         return [student.stem, student.stages, self]
 
+    def init_learning_rate(self, lr: float) -> float:
+        """The init stage's learning rate given the main schedule's ``lr`` (default: the same)."""
+        return lr
+
     def init_parameters(self, student: StagedModel) -> list[nn.Parameter]:
         seen: dict[int, nn.Parameter] = {}
         for module in self.init_modules(student):
@@ -167,6 +176,8 @@ class Distiller(nn.Module):
         if teacher is not None:
             freeze(teacher)
         self.needs_teacher = teacher is not None and any(t.needs_teacher for t in self.terms.values())
+        #: whether the training loop must pass ``indices=`` to ``forward``
+        self.needs_indices = any(t.needs_indices for t in self.terms.values())
 
     @property
     def teacher(self) -> StagedModel | None:
@@ -188,12 +199,17 @@ class Distiller(nn.Module):
         with torch.no_grad():
             return self.teacher.forward_features(images)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         student = self.student.forward_features(images)
         teacher = self.teacher_features(images)
         losses = {"ce": self.ce_weight * F.cross_entropy(student.logits, labels)}
         for term in self.terms.values():
-            term_losses = term(student, teacher, labels)
+            if term.needs_indices:
+                term_losses = term(student, teacher, labels, indices=indices)
+            else:
+                term_losses = term(student, teacher, labels)
             if term.warmup_epochs:
                 term_losses = {k: term.warmup_scale * v for k, v in term_losses.items()}
             losses.update(term_losses)
@@ -209,6 +225,13 @@ class Distiller(nn.Module):
     # -- the optional init stage (FSP, two-stage FitNet) --
     def init_epochs(self) -> int:
         return max((term.init_epochs() for term in self.terms.values()), default=0)
+
+    def init_learning_rate(self, lr: float) -> float:
+        """The init stage's learning rate (FT pre-trains its paraphraser at the CRD code's 0.01)."""
+        rates = {term.init_learning_rate(lr) for term in self.terms.values() if term.init_epochs()}
+        if len(rates) > 1:
+            raise ValueError(f"the init-stage terms ask for different learning rates: {sorted(rates)}")
+        return rates.pop() if rates else lr
 
     def init_parameters(self) -> list[nn.Parameter]:
         seen: dict[int, nn.Parameter] = {}
