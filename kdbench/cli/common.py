@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from kdbench.data.base import DataError
+from kdbench.errors import DataError, UserError
 from kdbench.registry import UnknownNameError
 from kdbench.results.store import ResultStore
-from kdbench.suite import RunSpec, Suite, SuiteError, load_suite, plan
+from kdbench.suite import Plan, RunSpec, Suite, load_suite, plan
+from kdbench.validation import ValidationError
 
-
-class UserError(Exception):
-    """A mistake in what the user asked for: printed without a traceback, exit status 2."""
-
-
-USER_ERRORS = (UserError, SuiteError, DataError, UnknownNameError)
+USER_ERRORS = (UserError, ValidationError, DataError, UnknownNameError)
 
 
 def format_user_error(error: Exception) -> str:
@@ -70,7 +67,7 @@ def load_suite_from_args(args: argparse.Namespace) -> Suite:
     return load_suite(args.suite, overrides)
 
 
-def plan_from_args(args: argparse.Namespace) -> tuple[Suite, list[RunSpec]]:
+def plan_from_args(args: argparse.Namespace) -> tuple[Suite, Plan]:
     suite = load_suite_from_args(args)
     return suite, plan(suite)
 
@@ -80,8 +77,11 @@ def store_from_args(args: argparse.Namespace) -> ResultStore:
     return ResultStore(root)
 
 
-def unique_runs(runs: list[RunSpec]) -> list[RunSpec]:
-    """One entry per run id (a Vanilla student serves several pairs), plan order kept."""
+def unique_runs(runs: Sequence[RunSpec]) -> list[RunSpec]:
+    """One entry per run id (a Vanilla student serves several pairs), plan order kept: a ``Plan``
+    knows them already (``Plan.runs``); a filtered list of cells is reduced here."""
+    if isinstance(runs, Plan):
+        return list(runs.runs)
     seen: dict[str, RunSpec] = {}
     for spec in runs:
         seen.setdefault(spec.run_id, spec)

@@ -15,9 +15,7 @@ from typing import NamedTuple
 
 import torch
 
-
-class DataError(Exception):
-    """A data set that is missing or malformed on disk: a user-facing message, no traceback."""
+from kdbench.errors import DataError  # noqa: F401  (raised by every data set; defined torch-free)
 
 
 class DatasetShape(NamedTuple):
