@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from kdbench.explain.attribution import LAST, attribute, resolve_layer, views
+from kdbench.explain.attribution import LAST, attribute, build_model, resolve_layer, views
 from kdbench.explain.images import choose_images
 from kdbench.explain.scores import _pearson, average_ranks, closer_rate, cosine_similarity, mean_and_std
-from kdbench.models import MODELS, StagedModel, create_model
+from kdbench.models import MODELS, StagedModel
 from kdbench.models.checkpoint import load_crd_checkpoint
 from kdbench.results.store import DONE, ResultStore, atomic_write_json
 from kdbench.suite import RunSpec, Suite
@@ -216,8 +216,8 @@ def explain_model(
     return Explained(maps, torch.cat(correct), layer)
 
 
-def _load(architecture: str, weights: Path, num_classes: int) -> StagedModel:
-    model = create_model(architecture, num_classes)
+def _load(architecture: str, weights: Path, num_classes: int, image_shape: tuple[int, ...]) -> StagedModel:
+    model = build_model(architecture, num_classes, image_shape)
     load_crd_checkpoint(model, weights)
     return model
 
@@ -309,7 +309,7 @@ def explain_suite(
               disable=None if options.progress else True) as progress:  # fmt: skip
         for key, (architecture, weights) in to_explain.items():
             try:
-                model = _load(architecture, weights, data.num_classes)
+                model = _load(architecture, weights, data.num_classes, data.image_shape)
                 explained[key] = explain_model(model, inputs, labels, options, device, progress)
             except ValueError as error:
                 raise ExplainError(str(error)) from None
