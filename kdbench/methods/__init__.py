@@ -39,7 +39,12 @@ def create_distiller(
     for name, params in terms:
         cls = METHODS.get(name)
         facts = {key: data_facts[key] for key in cls.data_facts if data_facts and key in data_facts}
-        built.append((METHODS.canonical(name), cls(teacher, student, **facts, **dict(params))))
+        params = dict(params)
+        warmup = None if cls.takes_warmup() else params.pop("warmup_epochs", 0)
+        term = cls(teacher, student, **facts, **params)
+        if warmup:  # the general method-weight warm-up (DistillLoss.enable_warmup)
+            term.enable_warmup(warmup)
+        built.append((METHODS.canonical(name), term))
     if ce_weight is None:
         ce_weight = default_ce_weight([n for n, _ in terms])
     return Distiller(student, teacher if any(t.needs_teacher for _, t in built) else None, built, ce_weight)

@@ -92,6 +92,8 @@ class DistillLoss(nn.Module):
         The factor is a non-persistent buffer: it follows the module to its device, is a graph input
         under torch.compile (no recompilation per epoch) and is not checkpointed (the epoch is).
         """
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"warmup_epochs: {epochs!r} must be 0 (no warm-up) or a number of epochs")
         self.warmup_epochs = epochs
         if epochs > 0:
             self.register_buffer("warmup_scale", torch.tensor(warmup_factor(0, epochs)), persistent=False)
@@ -149,13 +151,24 @@ class DistillLoss(nn.Module):
 
     @classmethod
     def parameter_defaults(cls) -> dict[str, Any]:
-        """Every keyword parameter of ``__init__`` with its default: what a suite may set."""
+        """Every keyword parameter of ``__init__`` with its default: what a suite may set.
+
+        Every method also takes ``warmup_epochs`` (default 0, or the method's own default where its
+        ``__init__`` declares it, as DKD's 20): the general linear warm-up of ``enable_warmup``.
+        """
         signature = inspect.signature(cls.__init__)
-        return {
+        defaults = {
             name: p.default
             for name, p in signature.parameters.items()
             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
         }
+        defaults.setdefault("warmup_epochs", 0)
+        return defaults
+
+    @classmethod
+    def takes_warmup(cls) -> bool:
+        """Whether ``__init__`` declares ``warmup_epochs`` itself (else ``create_distiller`` applies it)."""
+        return "warmup_epochs" in inspect.signature(cls.__init__).parameters
 
 
 class Distiller(nn.Module):

@@ -7,7 +7,10 @@ softened distribution from the student's, summed over classes, averaged over the
 gradient scale does not shrink with the temperature.
 
 Features: the logits of both networks. Defaults: weight (alpha) 0.9, temperature 4, CE weight
-(gamma) 0.1. Deliberate differences: none.
+(gamma) 0.1. ``logit_standardize: true`` z-scores both logits per example before the temperature
+(logit standardisation, Sun et al. CVPR 2024; see ``kdbench.methods.logit_standardization``): its
+published row is ``{logit_standardize: true, temperature: 2, weight: 9}`` (base temperature 2, KD
+weight 9 against CE 0.1; plain KD's 0.9 is the CRD recipe's weight). Deliberate differences: none.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch.nn.functional as F
 
 from kdbench.methods import METHODS
 from kdbench.methods.base import DistillLoss, full_precision
+from kdbench.methods.logit_standardization import maybe_standardize
 from kdbench.models.base import Features, StagedModel
 
 
@@ -34,9 +38,19 @@ class KD(DistillLoss):
 
     default_ce_weight = 0.1
 
-    def __init__(self, teacher: StagedModel, student: StagedModel, *, weight: float = 0.9, temperature: float = 4.0):
+    def __init__(
+        self,
+        teacher: StagedModel,
+        student: StagedModel,
+        *,
+        weight: float = 0.9,
+        temperature: float = 4.0,
+        logit_standardize: bool = False,
+    ):
         super().__init__(teacher, student, weight=weight)
         self.temperature = temperature
+        self.logit_standardize = logit_standardize
 
     def forward(self, student: Features, teacher: Features, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"kd": self.weight * kd_loss(student.logits, teacher.logits, self.temperature)}
+        student_logits, teacher_logits = maybe_standardize(student.logits, teacher.logits, self.logit_standardize)
+        return {"kd": self.weight * kd_loss(student_logits, teacher_logits, self.temperature)}

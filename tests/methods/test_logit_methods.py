@@ -203,7 +203,7 @@ def test_ctkd_temperature_is_checkpointed_and_the_curriculum_follows_the_epoch()
     fresh = ctkd_distiller()
     fresh.load_state_dict(state)
     fresh.set_epoch(7)
-    assert float(fresh.terms["ctkd"].current_temperature()) == pytest.approx(1 + 20 / (1 + math.exp(0.3)))
+    assert float(fresh.terms["ctkd"].current_temperature().detach()) == pytest.approx(1 + 20 / (1 + math.exp(0.3)))
     assert float(fresh.terms["ctkd"].reversal) == pytest.approx((1 - math.cos(math.pi * 8 / 10)) / 2)
 
 
@@ -222,3 +222,31 @@ def test_ctkd_temperature_is_checkpointed_and_the_curriculum_follows_the_epoch()
 def test_bad_parameters_are_named(name: str, params: dict, key: str) -> None:
     problems = METHODS.get(name).parameter_problems(params)
     assert problems and key in problems[0]
+
+
+def test_kd_with_logit_standardisation_is_kd_of_z_scores_at_the_base_temperature() -> None:
+    student, teacher = [standardized(r) for r in rows(STUDENT)], [standardized(r) for r in rows(TEACHER)]
+    t = 2.0
+    expected = sum(kl(softmax(z_t, t), softmax(z_s, t)) for z_s, z_t in zip(student, teacher, strict=True))
+    losses = loss_of("kd", logit_standardize=True, temperature=t, weight=9.0)
+    assert close(losses["kd"], 9.0 * expected / BATCH * t * t)
+    plain = sum(kl(softmax(z_t, 4.0), softmax(z_s, 4.0)) for z_s, z_t in zip(rows(STUDENT), rows(TEACHER), strict=True))
+    assert close(loss_of("kd")["kd"], 0.9 * plain / BATCH * 16.0)
+
+
+@pytest.mark.parametrize("name", ["kd", "at"])
+def test_any_method_takes_the_general_warmup(name: str) -> None:
+    teacher, student = build_pair("resnet8", "resnet8")
+    assert METHODS.get(name).parameter_defaults()["warmup_epochs"] == 0
+    plain = create_distiller(student, teacher, [(name, {})]).eval()
+    warmed = create_distiller(student, teacher, [(name, {"warmup_epochs": 4})]).eval()
+    images, labels = batch()
+    with torch.no_grad():
+        full = float(plain(images, labels)[1][name])
+        for epoch, factor in [(0, 0.25), (2, 0.75), (3, 1.0), (50, 1.0)]:
+            warmed.set_epoch(epoch)
+            losses = warmed(images, labels)[1]
+            assert math.isclose(float(losses[name]), factor * full, rel_tol=1e-6)
+            assert torch.equal(losses["ce"], plain(images, labels)[1]["ce"])  # CE never warms up
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        create_distiller(student, teacher, [(name, {"warmup_epochs": -1})])
