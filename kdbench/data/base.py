@@ -93,7 +93,8 @@ class TensorBatches:
     """Batches of one split held on ``device``: seeded order, batched augmentation, fused normalisation.
 
     Every image appears once per epoch; the last partial batch is kept (as the CRD code's
-    DataLoader does, ``drop_last=False``).
+    DataLoader does, ``drop_last=False``). ``with_indices`` adds each image's index in the split as a
+    third element (CRD's memory bank is indexed by it, as the CRD code's ``CIFAR100Instance``).
     """
 
     def __init__(
@@ -109,8 +110,10 @@ class TensorBatches:
         seed: int = 0,
         channels_last: bool = False,
         dtype: torch.dtype = torch.float32,
+        with_indices: bool = False,
     ):
         self.device = torch.device(device)
+        self.with_indices = with_indices
         self.images = split.images.to(self.device)
         self.labels = split.labels.to(self.device)
         self.batch_size = batch_size
@@ -128,7 +131,7 @@ class TensorBatches:
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
         generator = epoch_generator(self.seed, epoch, stream=1, device=self.device)
         n = len(self.labels)
         order = torch.randperm(n, generator=generator, device=self.device) if self.shuffle else None
@@ -140,7 +143,11 @@ class TensorBatches:
             images = images.to(self.dtype) * self.scale + self.shift
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            yield images, self.labels[index]
+            if self.with_indices:
+                positions = torch.arange(n, device=self.device)[index] if order is None else index
+                yield images, self.labels[index], positions
+            else:
+                yield images, self.labels[index]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.epoch(0)

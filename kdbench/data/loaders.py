@@ -30,9 +30,9 @@ from kdbench.registry import Registry, unknown_name_message
 
 
 class Batches(Protocol):
-    """What the training loop iterates: ``epoch(e)`` batches and ``len()`` batches per epoch."""
+    """What the training loop iterates: ``epoch(e)`` batches (images, labels[, indices]) and ``len()``."""
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]: ...
 
     def __len__(self) -> int: ...
 
@@ -52,25 +52,31 @@ def batch_order(size: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor
 class TransformedSplit(Dataset):
     """A split seen through per-image PIL transforms, each image under its own seed for one epoch."""
 
-    def __init__(self, split: Split, transform: Callable, epoch_seed: int | None):
+    def __init__(self, split: Split, transform: Callable, epoch_seed: int | None, with_indices: bool = False):
         self.split = split
         self.transform = transform
         self.epoch_seed = epoch_seed
+        self.with_indices = with_indices
 
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | tuple[torch.Tensor, int, int]:
         image = self.split.images[index]
         if self.epoch_seed is None:
-            return self.transform(image), int(self.split.labels[index])
+            return self._sample(self.transform(image), index)
         # torchvision's random transforms draw from the default CPU generator; CUDA generators stay untouched
         saved = torch.default_generator.get_state()
         try:
             torch.default_generator.manual_seed((self.epoch_seed + index) % 2**63)
-            return self.transform(image), int(self.split.labels[index])
+            return self._sample(self.transform(image), index)
         finally:
             torch.default_generator.set_state(saved)
+
+    def _sample(self, image: torch.Tensor, index: int) -> tuple[torch.Tensor, int] | tuple[torch.Tensor, int, int]:
+        """(image, label), plus the index in the split with ``with_indices`` (the CRD code's ``CIFAR100Instance``)."""
+        label = int(self.split.labels[index])
+        return (image, label, index) if self.with_indices else (image, label)
 
 
 class TorchvisionBatches:
@@ -90,8 +96,10 @@ class TorchvisionBatches:
         channels_last: bool = False,
         dtype: torch.dtype = torch.float32,
         num_workers: int = 0,
+        with_indices: bool = False,
     ):
         self.split = split
+        self.with_indices = with_indices
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.shuffle = shuffle
@@ -113,13 +121,13 @@ class TorchvisionBatches:
     def __len__(self) -> int:
         return -(-len(self.split) // self.batch_size)
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
         epoch_seed = None
         if self.augmented:
             generator = epoch_generator(self.seed, epoch, AUGMENT_STREAM)
             epoch_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         loader = DataLoader(
-            TransformedSplit(self.split, self.transform, epoch_seed),
+            TransformedSplit(self.split, self.transform, epoch_seed, self.with_indices),
             batch_size=self.batch_size,
             sampler=batch_order(len(self.split), self.seed, epoch, self.shuffle).tolist(),
             drop_last=False,
@@ -127,11 +135,11 @@ class TorchvisionBatches:
             pin_memory=self.device.type == "cuda",
             generator=epoch_generator(self.seed, epoch, LOADER_STREAM),  # its worker seeds; not the global RNG
         )
-        for images, labels in loader:
+        for images, labels, *indices in loader:
             images = images.to(self.device, self.dtype, non_blocking=True)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            yield images, labels.to(self.device, non_blocking=True)
+            yield images, labels.to(self.device, non_blocking=True), *(i.to(self.device) for i in indices)
 
 
 @LOADERS.register("tensor")
@@ -158,8 +166,12 @@ def make_loader(
     channels_last: bool = False,
     dtype: torch.dtype = torch.float32,
     num_workers: int = 0,
+    with_indices: bool = False,
 ) -> Batches:
-    """Batches of ``split``: shuffled and augmented when ``train``, in order and plain otherwise."""
+    """Batches of ``split``: shuffled and augmented when ``train``, in order and plain otherwise.
+
+    ``with_indices``: each batch is ``(images, labels, indices)``, the images' positions in ``split``.
+    """
     if kind not in LOADERS:
         raise ValueError(unknown_name_message("data loader", kind, LOADERS.names()) + " (the `data.loader` key)")
     if len(mean) != split.images.shape[1] or len(std) != split.images.shape[1]:
@@ -180,4 +192,5 @@ def make_loader(
         seed=seed,
         channels_last=channels_last,
         dtype=dtype,
+        with_indices=with_indices,
     )
