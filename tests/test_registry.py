@@ -35,3 +35,9 @@ def test_registering_a_name_twice_is_an_error() -> None:
 
 def test_nearest_first_orders_by_edit_distance() -> None:
     assert nearest_first("kdd", ["fitnet", "kd", "at"])[0] == "kd"
+
+
+def test_a_typo_beats_an_abbreviation_and_the_nearer_number_wins() -> None:
+    assert nearest_first("kdd", ["kdsvd", "dkd", "kd"])[0] == "kd"
+    assert nearest_first("resnet57", ["ResNet50", "resnet56", "resnet8"])[0] == "resnet56"
+    assert nearest_first("ckpt", ["checkpoint", "schedule", "seed"])[0] == "checkpoint"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from kdbench.methods import METHODS
 from kdbench.suite import SuiteError, load_suite, plan
 from tests.conftest import tiny_suite
 
@@ -67,7 +68,9 @@ def test_vanilla_student_is_one_run_shared_by_every_pair(write_suite) -> None:
 def test_single_method_params_and_combinations(write_suite) -> None:
     document = tiny_suite(methods={"kd": {"temperature": 2}, "KD+AT": {"use": ["kd", "vanilla"], "ce_weight": 0.5}})
     runs = [r for r in plan(load_suite(write_suite(document))) if r.kind == "student"]
-    assert runs[0].terms == (("kd", {"temperature": 2.0, "weight": 0.9}),) and runs[0].ce_weight == 0.1
+    kd_defaults = METHODS.get("kd").parameter_defaults()
+    assert kd_defaults["temperature"] == 4.0 and kd_defaults["weight"] == 0.9
+    assert runs[0].terms == (("kd", {**kd_defaults, "temperature": 2.0}),) and runs[0].ce_weight == 0.1
     assert [name for name, _ in runs[1].terms] == ["kd", "vanilla"] and runs[1].ce_weight == 0.5
 
 
