@@ -36,8 +36,8 @@ DATA_LOCATION_KEYS = frozenset({"root", "download", "cache_dir"})
 #: every key added after the first stored runs, with the value it had before it existed
 LATER_DEFAULTS: tuple[LaterDefault, ...] = (
     LaterDefault("training.compile", "off", since="0.1.0"),
-    LaterDefault("terms.*.warmup_epochs", 0, since="0.1.0"),
-    LaterDefault("terms.kd.logit_standardize", False, since="0.1.0"),
+    LaterDefault("terms.*.warmup_epochs", 0, since="0.2.0"),
+    LaterDefault("terms.kd.logit_standardize", False, since="0.2.0"),
 )
 
 
