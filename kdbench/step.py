@@ -227,6 +227,7 @@ def build_training_step(
     training: Mapping[str, Any],
     seed: int,
     device: torch.device,
+    data_facts: Mapping[str, Any] | None = None,
 ) -> TrainingStep:
     """The step of a run: the method's parts seeded apart from the student (``method-init``), all on
     ``device`` in the run's layout and compile mode, the RNG then seeded for training (``train``),
@@ -234,13 +235,18 @@ def build_training_step(
 
     The student's init is seeded by the caller (it depends only on architecture and seed); the
     teacher arrives on ``device`` with its weights (or, in the benchmark, calibrated random ones).
+    ``data_facts`` (the training labels: CRD's memory) go to the methods that declare them; the init
+    stage's learning rate is the methods' (FT's paraphraser: 0.01 as the CRD code), else the schedule's.
     """
     configure_backends(training, device)
     torch.manual_seed(derive_seed(seed, "method-init"))
-    distiller = create_distiller(student, teacher, terms, ce_weight).to(device)
+    distiller = create_distiller(student, teacher, terms, ce_weight, data_facts=data_facts).to(device)
     prepare_for_device(distiller, training, device)
     torch.manual_seed(derive_seed(seed, "train"))
     optimizer = make_optimizer(distiller.trainable_parameters(), schedule, device)
-    init_optimizer = make_optimizer(distiller.init_parameters(), schedule, device) if distiller.init_epochs() else None
+    init_optimizer = None
+    if distiller.init_epochs():
+        init_schedule = {**schedule, "lr": distiller.init_learning_rate(schedule["lr"])}
+        init_optimizer = make_optimizer(distiller.init_parameters(), init_schedule, device)
     autocast = autocast_for(training.get("precision", "fp32"), device)
     return TrainingStep(distiller, optimizer, init_optimizer, autocast, device)
