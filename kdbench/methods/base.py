@@ -229,11 +229,16 @@ class Distiller(nn.Module):
         return student.logits, losses
 
     def set_epoch(self, epoch: int) -> None:
-        """Tell every term the 0-based epoch about to train (warm-ups, curricula); call before its steps."""
+        """Tell every term the 0-based epoch about to train (warm-ups, curricula); call before its steps.
+
+        ``epoch`` counts the init stage's epochs too (the training loop's count); the terms get the
+        main schedule's epoch, so a warm-up or curriculum starts with the main stage (0 during init).
+        """
+        main_epoch = max(epoch - self.init_epochs(), 0)
         for term in self.terms.values():
-            term.set_epoch(epoch)
+            term.set_epoch(main_epoch)
             if term.warmup_epochs:
-                term.warmup_scale.fill_(warmup_factor(epoch, term.warmup_epochs))
+                term.warmup_scale.fill_(warmup_factor(main_epoch, term.warmup_epochs))
 
     # -- the optional init stage (FSP, two-stage FitNet) --
     def init_epochs(self) -> int:

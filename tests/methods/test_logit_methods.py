@@ -250,3 +250,11 @@ def test_any_method_takes_the_general_warmup(name: str) -> None:
             assert torch.equal(losses["ce"], plain(images, labels)[1]["ce"])  # CE never warms up
     with pytest.raises(ValueError, match="warmup_epochs"):
         create_distiller(student, teacher, [(name, {"warmup_epochs": -1})])
+
+
+def test_warmup_counts_main_stage_epochs_after_an_init_stage() -> None:
+    teacher, student = build_pair("resnet8", "resnet8")
+    distiller = create_distiller(student, teacher, [("dkd", {"warmup_epochs": 4}), ("fitnet", {"init_epochs": 2})])
+    for loop_epoch, factor in [(0, 0.25), (1, 0.25), (2, 0.25), (3, 0.5), (5, 1.0)]:
+        distiller.set_epoch(loop_epoch)
+        assert float(distiller.terms["dkd"].warmup_scale) == factor
