@@ -90,7 +90,11 @@ def write_grids(document: dict, selections, explained, raw: torch.Tensor, out: P
             rows_scaled = [(title, [_scaled(maps[i]) for i in range(count)]) for title, maps in rows]
             name = options.stem + ("" if view == "gradcam" else f"-{view}")
             stem = out / f"{name}-{selection.teacher.architecture}-{selection.student}"
-            heading = f"{describe(document)}; map: {view}" if view != "gradcam" else describe(document)
+            if view == "gradcam":
+                student_layer = explained[selection.students()[0].run_id].layer
+                heading = f"{describe(document)}\n(teacher {teacher.layer}, students {student_layer})"
+            else:
+                heading = f"{describe(document)}; map: {view}"
             for path in draw_grid(pictures, titles, rows_scaled, heading, stem):
                 written[path.name] = path
     return written
