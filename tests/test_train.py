@@ -121,12 +121,12 @@ def test_a_checkpoint_of_an_older_version_is_kept_aside_and_the_run_trains_afres
 
 
 def test_an_unexpected_error_is_recorded_with_its_traceback_and_time(write_suite, tmp_path, monkeypatch) -> None:
-    from kdbench.executors import local
+    import kdbench.train
 
     def broken(run_dir, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(local, "train_run", broken)
+    monkeypatch.setattr(kdbench.train, "train_run", broken)
     store, runs = prepare(write_suite, tmp_path)
     summary = run_local(runs, store, progress=False, log=lambda line: None)
     teacher, vanilla, kd = runs
@@ -134,6 +134,7 @@ def test_an_unexpected_error_is_recorded_with_its_traceback_and_time(write_suite
     failure = store.failure(teacher.run_id)
     assert failure["reason"] == "OSError: disk full" and failure["type"] == "OSError"
     assert "raise OSError" in failure["traceback"] and failure["time"].startswith("20")
+    assert failure["stage"] == "setup"  # before any training function ran
 
 
 def test_a_locked_run_is_left_to_the_process_that_holds_it(write_suite, tmp_path) -> None:
@@ -145,7 +146,7 @@ def test_a_locked_run_is_left_to_the_process_that_holds_it(write_suite, tmp_path
             with store.lock(teacher.run_id):
                 pass
         summary = run_local(runs[:1], store, progress=False, log=lambda line: None)
-        assert summary.busy == [teacher.run_id] and not summary.trained
+        assert summary.running_elsewhere == [teacher.run_id] and not summary.trained
     assert store.status(teacher.run_id) == "pending"
 
 
@@ -161,7 +162,7 @@ def test_a_lock_held_by_another_process_is_respected(write_suite, tmp_path) -> N
         assert holder.stdout.readline().strip() == "locked"
         assert store.status(runs[0].run_id) == "running"
         summary = run_local(runs[:1], store, progress=False, log=lambda line: None)
-        assert summary.busy == [runs[0].run_id]
+        assert summary.running_elsewhere == [runs[0].run_id]
     finally:
         holder.kill()
         holder.wait()

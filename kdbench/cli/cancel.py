@@ -1,13 +1,18 @@
-"""``kdbench cancel``: scancel a suite's queued and running SLURM jobs, all of them or a filtered part."""
+"""``kdbench cancel``: cancel a suite's queued and running jobs (all, or a filtered part), each run through the
+executor that took it: SLURM scancels its jobs; the local executor has no queue and names the process
+that trains each running run instead (Ctrl-C there stops it; it resumes later)."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from kdbench.cli.common import UserError, add_command, add_suite_arguments, plan_from_args, store_from_args
-from kdbench.executors.local import describe
+from kdbench.lifecycle import describe_run
 from kdbench.registry import nearest_first
-from kdbench.suite import RunSpec
+
+if TYPE_CHECKING:
+    from kdbench.suite import RunSpec
 
 
 def register(subparsers) -> None:
@@ -15,7 +20,8 @@ def register(subparsers) -> None:
         subparsers,
         "cancel",
         help="cancel a suite's SLURM jobs (all, or by method, pair, seed)",
-        description="Cancel the queued, requeued and running SLURM jobs of the suite's runs. Finished epochs "
+        description="Cancel the queued, requeued and running SLURM jobs of the suite's runs (runs trained by a "
+        "local kdbench run are named with their process, not stopped: Ctrl-C there). Finished epochs "
         "stay checkpointed: `kdbench run ... --executor slurm` submits the runs again and they resume. "
         "Students waiting on a cancelled teacher are cancelled by SLURM with it. A job that trains several runs "
         "(runs_per_job > 1) is cancelled whole; the other runs it trains are named.",
@@ -41,14 +47,14 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdbench.executors.slurm import SlurmError, cancel_runs
+    from kdbench.executors import ExecutorError, cancel_runs
 
     _, runs = plan_from_args(args)
     chosen = select_runs(runs, methods=args.method, pairs=args.pair, seeds=args.seed)
     store = store_from_args(args)
     try:
         cancelled = cancel_runs(store, chosen)
-    except SlurmError as error:
+    except ExecutorError as error:
         raise UserError(str(error)) from None
     if not cancelled:
         selected = len({spec.run_id for spec in chosen})
@@ -56,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     by_id = {spec.run_id: spec for spec in chosen}
     for run_id, job_id in cancelled.items():
-        print(f"  cancelled  job {job_id}  {run_id}  {describe(by_id[run_id])}")
+        print(f"  cancelled  job {job_id}  {run_id}  {describe_run(by_id[run_id])}")
     jobs = len(set(cancelled.values()))
     print(f"cancelled {jobs} job(s) ({len(cancelled)} runs); submit the suite again to resume them")
     return 0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 from kdbench.cli.common import UserError, add_command, add_suite_arguments, plan_from_args, store_from_args, unique_runs
+from kdbench.executors import EXECUTORS
 
 
 def register(subparsers) -> None:
@@ -21,9 +21,8 @@ def register(subparsers) -> None:
     add_suite_arguments(parser)
     parser.add_argument(
         "--executor",
-        choices=["local", "slurm"],
         default="local",
-        help="local: train here (--workers runs at a time); slurm: submit job arrays through submitit",
+        help="where runs train: " + "; ".join(f"{name}: {entry.help}" for name, entry in EXECUTORS.items()),
     )
     parser.add_argument(
         "--profile",
@@ -39,7 +38,9 @@ def register(subparsers) -> None:
         help="override a profile key, e.g. --profile-set time_min=60 (repeatable)",
     )
     parser.add_argument(
-        "--wait", action="store_true", help="with --executor slurm: wait for the jobs, then print the report"
+        "--wait",
+        action="store_true",
+        help="wait for the runs to end, then print the report (the local executor always does)",
     )
     parser.add_argument(
         "--workers",
@@ -57,48 +58,38 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdbench.executors import ExecutorError, RunOptions, get_executor
+
     suite, runs = plan_from_args(args)
     store = store_from_args(args)
-    check_data(runs, store, args.data_root)
-    if args.executor == "slurm":
-        return _run_slurm(args, suite, runs, store)
-    if args.profile:
-        raise UserError("--profile is for --executor slurm")
-    from kdbench.executors.local import run_local
-
-    todo = unique_runs(runs)
-    workers, why = _workers(args.workers, args.device)
-    print(f"suite {suite.name}: {len(todo)} runs, results in {store.root}, {workers} at a time ({why})")
-    started = time.perf_counter()
-    summary = run_local(
-        todo,
-        store,
+    executor = get_executor(args.executor)  # an unknown name: a user error naming the nearest ones
+    options = RunOptions(
         device=args.device,
         data_root=args.data_root,
         retry_failed=args.retry_failed,
         progress=not args.quiet,
-        workers=workers,
+        workers=args.workers,
+        profile=args.profile,
+        profile_settings=tuple(args.profile_set),
     )
-    elapsed = time.perf_counter() - started
-    print(
-        f"{len(summary.trained)} trained, {len(summary.skipped_done)} already done, {len(summary.failed)} failed, "
-        f"{len(summary.blocked)} blocked, {len(summary.busy)} busy elsewhere in {elapsed:.1f} s"
-    )
-    if not args.no_report:
+    try:
+        executor.check(options)
+        check_data(runs, store, args.data_root)
+        todo = unique_runs(runs)
+        print(f"suite {suite.name}: {len(todo)} runs, results in {store.root}, executor {executor.name}")
+        submission = executor.submit(todo, store, options)
+        print(submission.describe())
+        finished = submission.finished
+        if args.wait and not finished:
+            executor.wait(store, todo)
+            finished = True
+    except ExecutorError as error:
+        raise UserError(str(error)) from None
+    if finished and not args.no_report:
         from kdbench.cli import report
 
         report.print_summary_table(args, runs, store)
-    return 1 if summary.failed or summary.blocked else 0
-
-
-def _workers(value: str, device: str | None) -> tuple[int, str]:
-    from kdbench.executors.local import auto_workers
-
-    if value == "auto":
-        return auto_workers(device)
-    if not value.isdigit() or int(value) < 1:
-        raise UserError(f"--workers must be a positive integer or auto, got {value!r}")
-    return int(value), "--workers"
+    return submission.exit_code
 
 
 def check_data(runs, store, data_root: str | None) -> None:
@@ -109,28 +100,3 @@ def check_data(runs, store, data_root: str | None) -> None:
     pending = [r for r in runs if not r.not_applicable and store.status(r.run_id) != DONE]
     if pending:
         load_data(pending[0], data_root)
-
-
-def _run_slurm(args: argparse.Namespace, suite, runs, store) -> int:
-    from kdbench.executors import slurm
-
-    try:
-        profile = slurm.load_profile(args.profile or "local", args.profile_set)
-        summary = slurm.submit_suite(
-            unique_runs(runs),
-            store,
-            profile,
-            retry_failed=args.retry_failed,
-            device=args.device,
-            data_root=args.data_root,
-        )
-    except (ValueError, slurm.SlurmError) as error:
-        raise UserError(str(error)) from None
-    print(summary.describe())
-    if args.wait:
-        slurm.wait_for_suite(store, unique_runs(runs), poll_s=10)
-        if not args.no_report:
-            from kdbench.cli import report
-
-            report.print_summary_table(args, runs, store)
-    return 1 if summary.failed or summary.blocked else 0

@@ -1,14 +1,14 @@
-"""``kdbench status``: what is done, running, failed or pending in a suite, and why runs failed."""
+"""``kdbench status``: what is done, running, failed or pending in a suite, and why runs stopped."""
 
 from __future__ import annotations
 
 import argparse
 
-from tabulate import tabulate
+from kdbench.cli.common import UserError, add_command, add_suite_arguments, plan_from_args, store_from_args, unique_runs
+from kdbench.lifecycle import RunStatus, count_statuses, describe_run, describe_state
 
-from kdbench.cli.common import add_command, add_suite_arguments, plan_from_args, store_from_args, unique_runs
-from kdbench.executors.local import describe
-from kdbench.results.store import DONE, FAILED, NOT_APPLICABLE
+#: statuses that need no explanation line under the counts
+UNREMARKABLE = (RunStatus.DONE, RunStatus.PENDING, RunStatus.RUNNING, RunStatus.NOT_APPLICABLE)
 
 
 def register(subparsers) -> None:
@@ -16,8 +16,10 @@ def register(subparsers) -> None:
         subparsers,
         "status",
         help="count done / running / failed / pending runs; show why runs failed",
-        description="The state of every run of the suite (done, running, interrupted, failed, pending, blocked), "
-        "with the reason of each failure.",
+        description="The state of every run of the suite ("
+        + ", ".join(status.value for status in RunStatus)
+        + "), each from the executor that took it (the local one, or SLURM's queue and accounting), "
+        "with the reason of each failure, block or interruption.",
         example="kdbench status suites/smoke.yaml",
     )
     add_suite_arguments(parser)
@@ -26,64 +28,34 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdbench.executors import ExecutorError, run_states
+
     suite, runs = plan_from_args(args)
     store = store_from_args(args)
     distinct = unique_runs(runs)
-    # SLURM's view for runs that were submitted (it only asks SLURM about those), the store's for the rest
-    from kdbench.executors.slurm import describe_state, slurm_states
-
-    cluster = slurm_states(store, [s for s in distinct if not s.not_applicable])
-    states, details = {}, {}
-    for spec in distinct:
-        if spec.not_applicable:
-            states[spec.run_id] = NOT_APPLICABLE
-            continue
-        submitted = cluster.get(spec.run_id)
-        if submitted is not None and submitted.state not in ("not-submitted",):
-            states[spec.run_id] = submitted.state
-            details[spec.run_id] = submitted
-            continue
-        state = store.status(spec.run_id)
-        if state not in (DONE, FAILED) and spec.teacher_run and store.status(spec.teacher_run) == FAILED:
-            state = "blocked"
-        states[spec.run_id] = state
-    counts: dict[str, int] = {}
-    for state in states.values():
-        counts[state] = counts.get(state, 0) + 1
-    order = [
-        "done",
-        "running",
-        "requeued",
-        "pending",
-        "interrupted",
-        "blocked",
-        "failed",
-        "cancelled",
-        "lost",
-        "unknown",
-        "na",
-    ]
+    try:
+        states = run_states(store, distinct)
+    except ExecutorError as error:
+        raise UserError(str(error)) from None
     print(f"suite {suite.name}: {len(distinct)} runs")
-    print(
-        "  " + ", ".join(f"{counts[s]} {s}" for s in sorted(counts, key=lambda s: order.index(s) if s in order else 99))
-    )
+    print("  " + count_statuses(states[spec.run_id].status for spec in distinct))
     if args.verbose:
+        from tabulate import tabulate
+
         rows = [
-            [s.run_id, describe(s), states[s.run_id], getattr(details.get(s.run_id), "job_id", "")] for s in distinct
+            [spec.run_id, describe_run(spec), states[spec.run_id].status, states[spec.run_id].job_id or ""]
+            for spec in distinct
         ]
-        print(tabulate(rows, headers=["run", "what", "status", "slurm job"]))
+        print(tabulate(rows, headers=["run", "what", "status", "job"]))
     for spec in distinct:
-        if spec.run_id in details and states[spec.run_id] not in (DONE, "pending", "running"):
-            state = details[spec.run_id]
-            print(f"  {state.state:<8} {spec.run_id}  {describe(spec)}: {describe_state(state)}")
-            if state.log_path:
-                print(f"           log: {state.log_path}")
-            if state.log_tail:
-                print("\n".join("           | " + line for line in state.log_tail.splitlines()))
-        elif states[spec.run_id] == FAILED:
-            failure = store.failure(spec.run_id) or {}
-            print(f"  failed   {spec.run_id}  {describe(spec)}: {failure.get('reason', '?')}")
+        state = states[spec.run_id]
+        if state.status in UNREMARKABLE:
+            continue
+        print(f"  {state.status:<8} {spec.run_id}  {describe_run(spec)}: {describe_state(state)}")
+        if state.log_path:
+            print(f"           log: {state.log_path}")
+        elif state.status == RunStatus.FAILED:
             print(f"           see {store.run_dir(spec.run_id)}")
-        elif states[spec.run_id] == "blocked":
-            print(f"  blocked  {spec.run_id}  {describe(spec)}: its teacher run {spec.teacher_run} failed")
+        if state.log_tail:
+            print("\n".join("           | " + line for line in state.log_tail.splitlines()))
     return 0

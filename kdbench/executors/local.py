@@ -2,36 +2,59 @@
 
 One run at a time in this process by default, or ``workers`` runs at once in worker processes (small
 CIFAR runs leave a big GPU mostly idle; several share it well). Two ``kdbench run`` on the same suite
-at once never train the same run twice: each run trains under an exclusive per-run lock, and a run
-locked by another process is left to it. Ctrl-C leaves every finished epoch checkpointed; the same
-command resumes.
+at once never train the same run twice: each run trains under an exclusive per-run lock
+(``kdbench.executors.training.train_under_lock``), and a run locked by another process is left to it.
+Ctrl-C leaves every finished epoch checkpointed; the same command resumes.
+
+As an ``Executor``: ``submit`` trains before it returns; ``states`` reads the runs' files and locks;
+``cancel`` has nothing to cancel (no queue), and names the process that trains each running run
+instead of stopping it: that process (``kdbench run``) may be training other runs too, and Ctrl-C in
+its terminal stops it cleanly.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import sys
-import traceback
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
-from kdbench.results.store import DONE, FAILED, ResultStore, RunLocked, atomic_write_json
+from kdbench.executors.base import Executor, ExecutorError, Log, RunOptions
+from kdbench.executors.training import TrainingOutcome, die_with_parent, train_under_lock
+from kdbench.lifecycle import RunState, RunStatus, describe_run, distinct_applicable
+from kdbench.results.store import DONE, FAILED, RUNNING, ResultStore
 from kdbench.suite import RunSpec
-from kdbench.train import RunFailed, cpu_threads, resolve_device, train_run
+from kdbench.train import cpu_threads, resolve_device
 
 
 @dataclass
 class LocalSummary:
+    """What one ``run_local`` did, by run id."""
+
     trained: list[str] = field(default_factory=list)
     skipped_done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
-    busy: list[str] = field(default_factory=list)
+    #: locked by another process (another ``kdbench run``, a SLURM job on this storage): left to it
+    running_elsewhere: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    #: every run has ended here (the Submission protocol): there is nothing to wait for
+    finished: bool = True
+
+    def describe(self) -> str:
+        """The closing line of ``kdbench run``."""
+        return (
+            f"{len(self.trained)} trained, {len(self.skipped_done)} already done, {len(self.failed)} failed, "
+            f"{len(self.blocked)} blocked, {len(self.running_elsewhere)} running elsewhere in {self.seconds:.1f} s"
+        )
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed or self.blocked else 0
 
 
 #: ``--workers auto`` on a CPU never starts more processes than this: each holds its own copy of the data
@@ -53,22 +76,6 @@ def auto_workers(device: str | None) -> tuple[int, str]:
     return workers, f"{cores} CPU core(s), {cpu_threads()} thread(s) per run"
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Initializer of a worker process: end when the process that started it ends, even by SIGKILL.
-
-    Otherwise a worker of a killed ``kdbench run`` trains on alone, holding its run's lock, and the
-    same command run again finds the run busy (and its students blocked). Linux only (prctl); elsewhere
-    only a parent already gone is noticed.
-    """
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        set_parent_death_signal = 1  # PR_SET_PDEATHSIG
-        ctypes.CDLL(None, use_errno=True).prctl(set_parent_death_signal, int(signal.SIGKILL))
-    if os.getppid() != parent_pid:  # the parent died before the signal was asked for
-        os._exit(1)
-
-
 def usable_cores(cgroup_cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
     """The cores this process may use: its CPU affinity, capped by a container's CPU quota (cgroup v2)."""
     try:
@@ -82,49 +89,6 @@ def usable_cores(cgroup_cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
     if quota.isdigit() and period.isdigit() and int(period) > 0:
         cores = min(cores, max(1, int(quota) // int(period)))
     return cores
-
-
-def describe(spec: RunSpec) -> str:
-    if spec.kind == "teacher":
-        return f"teacher {spec.student} seed {spec.seed}"
-    sweep = "".join(f" {k.split('.')[-1]}={v}" for k, v in spec.sweep.items())
-    return f"{spec.method}{sweep} {spec.pair_teacher or spec.teacher}->{spec.student} seed {spec.seed}"
-
-
-def train_locked(
-    store_root: str,
-    run_id: str,
-    device: str | None,
-    data_root: str | None,
-    progress: bool,
-    stop_after_epochs: int | None,
-) -> tuple[str, str | dict]:
-    """Train one run under its lock: ("done", result) | ("interrupted", _) | ("busy" | "failed", reason)."""
-    store = ResultStore(store_root)
-    run_dir = store.run_dir(run_id)
-    try:
-        with store.lock(run_id):
-            result = train_run(
-                run_dir, device=device, data_root=data_root, progress=progress, stop_after_epochs=stop_after_epochs
-            )
-    except RunLocked:
-        return "busy", "another process is training it"
-    except RunFailed as error:
-        return "failed", str(error)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception as error:  # a bug or a broken environment: record it, go on with the suite
-        atomic_write_json(
-            run_dir / "failed.json",
-            {
-                "reason": f"{type(error).__name__}: {error}",
-                "type": type(error).__name__,
-                "traceback": traceback.format_exc(),
-                "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            },
-        )
-        return "failed", f"{type(error).__name__}: {error} (see {run_dir}/failed.json)"
-    return ("done", result) if result.get("status") == "done" else ("interrupted", result)
 
 
 def run_local(
@@ -142,6 +106,7 @@ def run_local(
     """Train every run that is not done; a student waits for its teacher run (blocked if it failed)."""
     from tqdm.auto import tqdm
 
+    started = time.perf_counter()
     summary = LocalSummary()
     pending: list[RunSpec] = []
     for spec in runs:
@@ -159,22 +124,26 @@ def run_local(
     bar = tqdm(total=len(pending), desc="runs", unit="run", disable=not progress, dynamic_ncols=True, file=sys.stderr)
     # with bars on screen, lines go through tqdm so they do not tear the bars
     emit = (lambda line: bar.write(line, file=sys.stdout)) if progress else log
+    listed = {
+        RunStatus.DONE: summary.trained,
+        RunStatus.INTERRUPTED: summary.interrupted,
+        RunStatus.FAILED: summary.failed,
+        RunStatus.BLOCKED: summary.blocked,
+        RunStatus.RUNNING: summary.running_elsewhere,
+    }
 
-    def finish(spec: RunSpec, outcome: str, payload: str | dict) -> None:
+    def finish(spec: RunSpec, outcome: TrainingOutcome) -> None:
         bar.update(1)
-        if outcome == "done":
-            summary.trained.append(spec.run_id)
+        listed[outcome.status].append(spec.run_id)
+        if outcome.status == RunStatus.DONE:
+            result = outcome.result or {}
             emit(
-                f"  done     {spec.run_id}  {describe(spec)}: top-1 {payload['top1_last']:.2f} "
-                f"(best {payload['top1_best']:.2f}) in {payload['wall_time_s']:.1f} s"
+                f"  done     {spec.run_id}  {describe_run(spec)}: top-1 {result['top1_last']:.2f} "
+                f"(best {result['top1_best']:.2f}) in {result['wall_time_s']:.1f} s"
             )
-        elif outcome == "interrupted":
-            summary.interrupted.append(spec.run_id)
-        else:
-            getattr(summary, outcome).append(spec.run_id)
-            emit(
-                f"  {outcome.upper() if outcome == 'failed' else outcome:<8} {spec.run_id}  {describe(spec)}: {payload}"
-            )
+        elif outcome.status != RunStatus.INTERRUPTED:
+            word = "FAILED" if outcome.status == RunStatus.FAILED else str(outcome.status)
+            emit(f"  {word:<8} {spec.run_id}  {describe_run(spec)}: {outcome.reason}")
 
     def ready(spec: RunSpec) -> str | None:
         """None when the run can start now, else why not ("wait" while its teacher may still come)."""
@@ -186,6 +155,9 @@ def run_local(
         if any(p.run_id == spec.teacher_run for p in pending) or spec.teacher_run in in_flight_ids:
             return "wait"
         return f"its teacher run {spec.teacher_run} is {teacher}"
+
+    def blocked(reason: str) -> TrainingOutcome:
+        return TrainingOutcome(RunStatus.BLOCKED, reason=reason)
 
     in_flight_ids: set[str] = set()
     store_root = str(store.root)
@@ -199,10 +171,11 @@ def run_local(
                     pending.append(spec)
                     continue
                 if reason:
-                    finish(spec, "blocked", reason)
+                    finish(spec, blocked(reason))
                     continue
                 store.write_spec(spec)
-                finish(spec, *train_locked(store_root, spec.run_id, device, data_root, progress, stop_after_epochs))
+                here = dict(device=device, data_root=data_root, progress=progress, stop_after_epochs=stop_after_epochs)
+                finish(spec, train_under_lock(store_root, spec.run_id, **here))
         else:
             context = multiprocessing.get_context("spawn")  # fork and CUDA do not mix
             with ProcessPoolExecutor(
@@ -218,19 +191,75 @@ def run_local(
                             continue
                         pending.remove(spec)
                         if reason:
-                            finish(spec, "blocked", reason)
+                            finish(spec, blocked(reason))
                             continue
                         store.write_spec(spec)
                         in_flight_ids.add(spec.run_id)
-                        job = (store_root, spec.run_id, device, data_root, False, stop_after_epochs)
-                        futures[pool.submit(train_locked, *job)] = spec
+                        options = dict(device=device, data_root=data_root, stop_after_epochs=stop_after_epochs)
+                        futures[pool.submit(train_under_lock, store_root, spec.run_id, **options)] = spec
                     if not futures:
                         continue
                     done, _ = wait(futures, return_when=FIRST_COMPLETED)
                     for future in done:
                         spec = futures.pop(future)
                         in_flight_ids.discard(spec.run_id)
-                        finish(spec, *future.result())
+                        finish(spec, future.result())
     finally:
         bar.close()
+    summary.seconds = time.perf_counter() - started
     return summary
+
+
+def parse_workers(value: str, device: str | None) -> tuple[int, str]:
+    """``--workers``: "auto" (see ``auto_workers``) or a positive integer; (workers, why)."""
+    if value == "auto":
+        return auto_workers(device)
+    if not str(value).isdigit() or int(value) < 1:
+        raise ExecutorError(f"--workers must be a positive integer or auto, got {value!r}")
+    return int(value), "--workers"
+
+
+class LocalExecutor(Executor):
+    """Runs train on this machine before ``submit`` returns."""
+
+    name = "local"
+    record_file = None
+
+    def check(self, options: RunOptions) -> None:
+        if options.profile or options.profile_settings:
+            raise ExecutorError("--profile is for --executor slurm")
+        parse_workers(options.workers, options.device)
+
+    def submit(
+        self, runs: Sequence[RunSpec], store: ResultStore, options: RunOptions, log: Log = print
+    ) -> LocalSummary:
+        workers, why = parse_workers(options.workers, options.device)
+        log(f"  training {workers} at a time ({why})")
+        return run_local(
+            runs,
+            store,
+            device=options.device,
+            data_root=options.data_root,
+            retry_failed=options.retry_failed,
+            progress=options.progress,
+            workers=workers,
+            log=log,
+        )
+
+    def states(self, store: ResultStore, runs: Sequence[RunSpec]) -> dict[str, RunState]:
+        distinct = {spec.run_id: spec for spec in runs}
+        return store.states(list(distinct.values()))
+
+    def cancel(self, store: ResultStore, runs: Sequence[RunSpec], log: Log = print) -> dict[str, str]:
+        """Nothing is queued here; each running run is named with the process that trains it, not stopped."""
+        for spec in distinct_applicable(runs):
+            if store.status(spec.run_id) == RUNNING:
+                holder = store.lock_holder(spec.run_id) or "another process"
+                log(
+                    f"  running  {spec.run_id}  {describe_run(spec)}: trained locally by {holder}; not a queued job, "
+                    "so not cancelled here: Ctrl-C in its terminal (or kill -INT) stops it, and it resumes later"
+                )
+        return {}
+
+
+EXECUTOR = LocalExecutor()

@@ -1,21 +1,27 @@
-"""Cluster profiles: the SLURM settings of one cluster, as a small YAML file in ``slurm/``.
+"""Cluster profiles: the SLURM settings of one cluster, as a small YAML file.
 
-``--profile NAME`` finds ``slurm/NAME.yaml`` in the current directory or in the kdbench checkout;
-``--profile PATH`` reads that file. ``key=value`` overrides (values are YAML) apply on top, e.g.
-``time_min=240`` or ``sbatch.mail-type=END``. Every problem is reported at once, naming the file, the
-key, the bad value and the valid choices nearest first.
+``--profile NAME`` finds ``slurm/NAME.yaml`` in the current directory, else one of the profiles that
+ship inside the package (``kdbench/executors/slurm/profiles/``: ``local``, ``example-gpu``; found
+through ``importlib.resources``, so they work from a wheel); ``--profile PATH`` reads that file.
+``key=value`` overrides (values are YAML) apply on top, e.g. ``time_min=240`` or
+``sbatch.mail-type=END``. Every problem is reported at once, naming the file, the key, the bad value
+and the valid choices nearest first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from kdbench.registry import nearest_first
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 PROFILE_DIRECTORY = "slurm"
 
@@ -63,21 +69,27 @@ _POSITIVE_INTEGERS = {"cpus_per_run", "time_min", "max_timeouts", "array_paralle
 _NON_NEGATIVE_INTEGERS = {"gpus_per_run", "signal_delay_s"}
 
 
-def profile_search_paths() -> list[Path]:
-    """Where profile names are looked up: ``slurm/`` of the current directory, then of the kdbench checkout."""
-    here = Path.cwd() / PROFILE_DIRECTORY
-    checkout = Path(__file__).resolve().parents[2] / PROFILE_DIRECTORY
-    return [here] if here.resolve() == checkout.resolve() else [here, checkout]
+def profile_search_paths() -> list[Traversable]:
+    """Where profile names are looked up: ``slurm/`` of the current directory, then the shipped profiles."""
+    # files() of the light parent package: importing kdbench.executors.slurm would import submitit
+    return [Path.cwd() / PROFILE_DIRECTORY, files("kdbench.executors") / "slurm" / "profiles"]
 
 
 def available_profiles() -> list[str]:
     """Profile names found on the search paths."""
-    directories = [directory for directory in profile_search_paths() if directory.is_dir()]
-    return sorted({path.stem for directory in directories for path in directory.glob("*.yaml")})
+    names = set()
+    for directory in profile_search_paths():
+        if directory.is_dir():
+            names.update(entry.name.rsplit(".", 1)[0] for entry in directory.iterdir() if _is_profile(entry))
+    return sorted(names)
 
 
-def find_profile(name_or_path: str | Path) -> Path:
-    """A profile file from a path, or from a name looked up in the ``slurm/`` directories."""
+def _is_profile(entry: Traversable) -> bool:
+    return entry.is_file() and entry.name.endswith((".yaml", ".yml"))
+
+
+def find_profile(name_or_path: str | Path) -> Path | Traversable:
+    """A profile file from a path, or from a name looked up in ``profile_search_paths``."""
     candidate = Path(name_or_path).expanduser()
     looks_like_path = candidate.suffix in {".yaml", ".yml"} or len(candidate.parts) > 1
     if candidate.is_file():

@@ -3,7 +3,9 @@
 ``<root>/runs/<run_id>/``: ``spec.yaml`` (the resolved config), ``metrics.jsonl`` (one line per
 epoch), ``checkpoint.pt`` (written to a temporary file, then renamed), ``model.pt`` (the trained
 student, CRD format), ``result.json`` (written last: its presence means "done"), ``failed.json``
-(why a run stopped), ``train.log``. Reports go to ``<root>/<suite name>/``.
+(why a run stopped: written by ``write_failure`` only), ``.lock`` (held while a process trains it).
+Reports go to ``<root>/<suite name>/``. A run's status (``kdbench.lifecycle.RunStatus``) is read from
+these files alone; executors add what their jobs say.
 """
 
 from __future__ import annotations
@@ -13,22 +15,28 @@ import fcntl
 import json
 import os
 import tempfile
+import traceback
 from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from kdbench.lifecycle import RunState, RunStatus, with_blocked_students
 from kdbench.suite import RunSpec
 
-DONE, FAILED, RUNNING, INTERRUPTED, PENDING, NOT_APPLICABLE = (
-    "done",
-    "failed",
-    "running",
-    "interrupted",
-    "pending",
-    "na",
+# The status words as the store uses them (one vocabulary: kdbench.lifecycle.RunStatus).
+DONE, FAILED, RUNNING, INTERRUPTED, PENDING, BLOCKED, NOT_APPLICABLE = (
+    RunStatus.DONE,
+    RunStatus.FAILED,
+    RunStatus.RUNNING,
+    RunStatus.INTERRUPTED,
+    RunStatus.PENDING,
+    RunStatus.BLOCKED,
+    RunStatus.NOT_APPLICABLE,
 )
+FAILURE_FILE = "failed.json"
 
 
 class RunLocked(Exception):
@@ -78,11 +86,14 @@ class ResultStore:
             atomic_write_bytes(path, text.encode())
         return run_dir
 
-    def status(self, run_id: str) -> str:
+    def status(self, run_id: str) -> RunStatus:
+        """The run's own status from its files: done, failed, running (locked), interrupted or pending.
+
+        Whether a teacher blocks it is a question about the suite: see ``states``."""
         run_dir = self.run_dir(run_id)
         if (run_dir / "result.json").exists():
             return DONE
-        if (run_dir / "failed.json").exists():
+        if (run_dir / FAILURE_FILE).exists():
             return FAILED
         if self.is_locked(run_id):
             return RUNNING
@@ -90,15 +101,50 @@ class ResultStore:
             return INTERRUPTED
         return PENDING
 
+    def state(self, run_id: str) -> RunState:
+        """The run's own status with why: the failure's reason, who trains it, the epochs done."""
+        status = self.status(run_id)
+        if status == FAILED:
+            failure = self.failure(run_id) or {}
+            stage = f" ({failure['stage']})" if failure.get("stage") else ""
+            return RunState(status, detail=f"{failure.get('reason', FAILURE_FILE)}{stage}")
+        epochs = self.epochs_done(run_id)
+        done = f"{epochs} epoch(s) done" if epochs else ""
+        if status == RUNNING:
+            holder = self.lock_holder(run_id)
+            return RunState(status, detail=", ".join(part for part in (holder, done or "starting") if part))
+        return RunState(status, detail=done if status == INTERRUPTED else "")
+
+    def states(self, runs: Sequence[RunSpec]) -> dict[str, RunState]:
+        """Every run's state from the files alone (one entry per run id, NA runs included), students of a
+        failed teacher blocked."""
+        states = {
+            spec.run_id: RunState(NOT_APPLICABLE, detail=spec.not_applicable)
+            if spec.not_applicable
+            else self.state(spec.run_id)
+            for spec in runs
+        }
+        return with_blocked_students(runs, states)
+
+    def epochs_done(self, run_id: str) -> int:
+        """Epochs in metrics.jsonl (it mirrors the checkpoint)."""
+        path = self.run_dir(run_id) / "metrics.jsonl"
+        try:
+            with path.open() as handle:
+                return sum(1 for _ in handle)
+        except FileNotFoundError:
+            return 0
+
     def result(self, run_id: str) -> dict | None:
         return _read_json(self.run_dir(run_id) / "result.json")
 
     def failure(self, run_id: str) -> dict | None:
-        return _read_json(self.run_dir(run_id) / "failed.json")
+        """The run's failed.json (see ``write_failure``), or None."""
+        return _read_json(self.run_dir(run_id) / FAILURE_FILE)
 
     def clear_failure(self, run_id: str) -> None:
         """Before a retry: keep the old reason beside the run, never silently drop it."""
-        failed = self.run_dir(run_id) / "failed.json"
+        failed = self.run_dir(run_id) / FAILURE_FILE
         if failed.exists():
             attempts = sorted(self.run_dir(run_id).glob("failed.*.json"))
             os.replace(failed, failed.with_name(f"failed.{len(attempts) + 1}.json"))
@@ -122,6 +168,14 @@ class ResultStore:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
+    def lock_holder(self, run_id: str) -> str:
+        """Who holds (or last held) the run's lock: ``pid 123 on node7``, or "" when unknown."""
+        try:
+            pid, host = (self.run_dir(run_id) / ".lock").read_text().split()[:2]
+        except (FileNotFoundError, ValueError):
+            return ""
+        return f"pid {pid} on {host}"
+
     def is_locked(self, run_id: str) -> bool:
         path = self.run_dir(run_id) / ".lock"
         if not path.exists():
@@ -133,6 +187,66 @@ class ResultStore:
                 return True
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
             return False
+
+
+#: Functions of the training code whose failures belong to a stage other than an epoch's (by name: the
+#: stage is read off the traceback, so kdbench.train needs no bookkeeping for it).
+_STAGE_OF_FUNCTION = {
+    "read_spec": "setup",
+    "load_data": "data",
+    "load_dataset": "data",
+    "make_loaders": "data",
+    "build_teacher": "teacher",
+    "load_weights": "teacher",
+}
+
+
+def failure_stage(error: BaseException) -> str:
+    """Where a run failed: ``setup``, ``data``, ``teacher``, ``epoch N`` (1-based) or ``result``.
+
+    An exception may say it itself (a ``stage`` attribute); otherwise it is read off the traceback: the
+    innermost training function it passed through that has a stage (``_STAGE_OF_FUNCTION``), else the
+    training loop's epoch: the outermost of kdbench's frames with an ``int`` local named ``epoch`` (the
+    loop's 0-based counter; inner frames such as a loader's ``epoch(0)`` for the test split do not count),
+    ``result`` once every epoch is in that frame's ``metrics``.
+    """
+    declared = getattr(error, "stage", None)
+    if isinstance(declared, str) and declared:
+        return declared
+    stage, in_loop = "setup", False
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        if not str(frame.f_globals.get("__name__", "")).startswith("kdbench."):
+            continue
+        epoch = frame.f_locals.get("epoch")
+        if frame.f_code.co_name in _STAGE_OF_FUNCTION:
+            stage = _STAGE_OF_FUNCTION[frame.f_code.co_name]
+        elif not in_loop and isinstance(epoch, int) and not isinstance(epoch, bool):
+            in_loop, metrics = True, frame.f_locals.get("metrics")
+            stage = "result" if isinstance(metrics, list) and len(metrics) > epoch else f"epoch {epoch + 1}"
+    return stage
+
+
+def write_failure(
+    run_dir: str | Path, error: BaseException, *, expected: bool, stage: str | None = None
+) -> dict[str, Any]:
+    """Record why a run stopped in its failed.json (the one writer of that file); the record.
+
+    One shape: ``reason`` (the message; an unexpected error's is prefixed with its type), ``type`` (the
+    exception's class), ``stage`` (``failure_stage``), ``time`` (UTC, ISO 8601, seconds) and, for an
+    unexpected error only (``expected=False``: a bug or a broken environment, not a run that failed on its
+    own terms such as a non-finite loss), ``traceback``. Call it inside the ``except`` that caught ``error``.
+    """
+    kind = type(error).__name__
+    record: dict[str, Any] = {
+        "reason": str(error) if expected else f"{kind}: {error}",
+        "type": kind,
+        "stage": stage or failure_stage(error),
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if not expected:
+        record["traceback"] = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    atomic_write_json(Path(run_dir) / FAILURE_FILE, record)
+    return record
 
 
 def _read_json(path: Path) -> dict | None:
@@ -156,6 +270,21 @@ RESULT_COLUMNS = [
 ]
 
 
+def stored_numbers(result: dict) -> dict[str, float]:
+    """The numbers of a result record: top-level ones by their key, those of a nested mapping as 'outer.inner'."""
+
+    def is_number(value: object) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    numbers: dict[str, float] = {}
+    for key, value in result.items():
+        if is_number(value):
+            numbers[key] = value
+        elif isinstance(value, dict) and key != "spec":
+            numbers.update({f"{key}.{inner}": number for inner, number in value.items() if is_number(number)})
+    return numbers
+
+
 def results_frame(runs: Sequence[RunSpec], store: ResultStore):  # -> pandas.DataFrame
     """One row per planned (run, report cell): the long-form frame every report is pivoted from.
 
@@ -170,7 +299,7 @@ def results_frame(runs: Sequence[RunSpec], store: ResultStore):  # -> pandas.Dat
     for spec in runs:
         distinct.setdefault(spec.run_id, spec)
 
-    def read(spec: RunSpec) -> tuple[str, dict | None, str | None, str]:
+    def read(spec: RunSpec) -> tuple[RunStatus, dict | None, str | None, str]:
         if spec.not_applicable:
             return NOT_APPLICABLE, None, None, ""
         result = store.result(spec.run_id)
@@ -181,6 +310,10 @@ def results_frame(runs: Sequence[RunSpec], store: ResultStore):  # -> pandas.Dat
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         records = dict(zip(distinct, pool.map(read, distinct.values()), strict=True))
+    # students of a failed teacher: blocked, as kdbench status says
+    blocked = with_blocked_students(
+        list(distinct.values()), {run_id: RunState(record[0]) for run_id, record in records.items()}
+    )
 
     rows = []
     for spec in runs:
@@ -198,12 +331,15 @@ def results_frame(runs: Sequence[RunSpec], store: ResultStore):  # -> pandas.Dat
             "params": params,
             "sweep": json.dumps(spec.sweep, sort_keys=True),
             "seed": spec.seed,
-            "status": status,
+            "status": blocked[spec.run_id].status.value,
             "na_reason": spec.not_applicable,
             "failure": failure,
         }
         for column in RESULT_COLUMNS:
             row[column] = result.get(column)
+        row["schedule"] = json.dumps(spec.schedule, sort_keys=True)
+        # every other number the result stores (best_epoch, weighted_f1_selected, ...): kdbench report --metric
+        row.update({key: value for key, value in stored_numbers(result).items() if key not in row})
         rows.append(row)
     frame = pd.DataFrame(rows, columns=None if rows else ["run_id"])
     for column in RESULT_COLUMNS:

@@ -62,8 +62,11 @@ class Cluster:
         return path, plan(load_suite(path))
 
     def profile(self, **overrides: Any) -> Profile:
-        """slurm/local.yaml with one CPU per run, so two jobs share the 2-CPU node."""
-        return load_profile(REPO / "slurm" / "local.yaml", {"cpus_per_run": 1, "mem_gb": 1, **overrides})
+        """The shipped local profile with one CPU per run, so two jobs share the 2-CPU node."""
+        return load_profile(
+            REPO / "kdbench" / "executors" / "slurm" / "profiles" / "local.yaml",
+            {"cpus_per_run": 1, "mem_gb": 1, **overrides},
+        )
 
     def wait_for(self, what: str, condition: Callable[[], Any], timeout_s: float, every_s: float = 0.5) -> Any:
         """Poll ``condition`` until it returns something truthy; fail the test after ``timeout_s``."""
@@ -81,12 +84,12 @@ class Cluster:
 
         def settled() -> dict[str, RunState] | None:
             states = slurm_states(store, runs)
-            return states if all(state.state in FINAL for state in states.values()) else None
+            return states if all(state.status in FINAL for state in states.values()) else None
 
         try:
             return self.wait_for("runs to finish", settled, timeout_s, every_s=1.0)
         except pytest.fail.Exception:
-            states = {run_id: f"{s.state} {s.job_id} {s.detail}" for run_id, s in slurm_states(store, runs).items()}
+            states = {run_id: f"{s.status} {s.job_id} {s.detail}" for run_id, s in slurm_states(store, runs).items()}
             raise pytest.fail.Exception(f"runs did not finish in {timeout_s:.0f} s: {states}") from None
 
     def command(self, *args: str) -> str:

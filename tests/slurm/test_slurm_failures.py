@@ -25,10 +25,10 @@ def test_failed_teacher_blocks_its_students(cluster, tmp_path: Path) -> None:
 
     states = cluster.wait_final(store, runs, timeout_s=120)
     failed, blocked = states[teacher.run_id], states[student.run_id]
-    assert failed.state == "failed" and "non-finite" in failed.detail
+    assert failed.status == "failed" and "non-finite" in failed.detail
     assert failed.log_path and Path(failed.log_path).is_file()
     assert failed.log_tail and "non-finite" in failed.log_tail
-    assert blocked.state == "blocked" and teacher.run_id in blocked.detail
+    assert blocked.status == "blocked" and teacher.run_id in blocked.detail
 
     again = submit_suite(runs, store, profile)
     assert again.submitted == {}
@@ -56,8 +56,8 @@ def test_cancelled_run_shows_cancelled(cluster, tmp_path: Path, capsys) -> None:
     printed = capsys.readouterr().out
     assert code == 0 and f"job {job_id}" in printed and teacher.run_id in printed and student.run_id not in printed
     states = cluster.wait_final(store, runs, timeout_s=90)
-    assert states[teacher.run_id].state == "cancelled"
+    assert states[teacher.run_id].status == "cancelled"
     # Its student was waiting on it (afterok): SLURM cancels it too, rather than leaving it pending forever.
-    assert states[student.run_id].state == "cancelled"
+    assert states[student.run_id].status == "cancelled"
     assert main(["cancel", str(suite_path), "--results-dir", str(store.root)]) == 0
     assert "nothing to cancel" in capsys.readouterr().out

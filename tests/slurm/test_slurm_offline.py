@@ -13,17 +13,18 @@ import yaml
 from kdbench.cli.cancel import select_runs
 from kdbench.cli.common import UserError
 from kdbench.executors.profile import available_profiles, load_profile
-from kdbench.executors.slurm import JobInfo, _executor, _own_state
+from kdbench.executors.slurm import JobInfo, array_executor, state_from_job
 from kdbench.results.store import ResultStore, atomic_write_json
 from kdbench.suite import load_suite, plan
 
 REPO = Path(__file__).resolve().parents[2]
+PROFILES = REPO / "kdbench" / "executors" / "slurm" / "profiles"
 
 
 def test_shipped_profiles_load_as_written() -> None:
     assert {"local", "example-gpu"} <= set(available_profiles())
     for name in ("local", "example-gpu"):
-        written = yaml.safe_load((REPO / "slurm" / f"{name}.yaml").read_text())
+        written = yaml.safe_load((PROFILES / f"{name}.yaml").read_text())
         profile = load_profile(name)
         for key, value in written.items():
             loaded = getattr(profile, key)
@@ -31,7 +32,7 @@ def test_shipped_profiles_load_as_written() -> None:
 
 
 def test_overrides_apply_on_top_and_merge_sbatch_options() -> None:
-    profile = load_profile(REPO / "slurm" / "example-gpu.yaml", ["time_min=30", "sbatch.exclude=node7", "qos=high"])
+    profile = load_profile(PROFILES / "example-gpu.yaml", ["time_min=30", "sbatch.exclude=node7", "qos=high"])
     assert (profile.time_min, profile.qos) == (30, "high")
     assert profile.sbatch == {"mail-type": "FAIL", "exclude": "node7"}
 
@@ -58,7 +59,7 @@ def test_unknown_profile_names_the_nearest_ones() -> None:
 
 def test_sbatch_script_carries_every_profile_setting(tmp_path: Path) -> None:
     profile = load_profile("example-gpu", ["account=lab", "constraint=a100", "mem_gb=1.5"])
-    executor = _executor(ResultStore(tmp_path), profile, "afterok:12_3")
+    executor = array_executor(ResultStore(tmp_path), profile, "afterok:12_3")
     script = executor._make_submission_file_text("python -m train", "uid")
     for line in (
         "--partition=gpu",
@@ -76,7 +77,7 @@ def test_sbatch_script_carries_every_profile_setting(tmp_path: Path) -> None:
     ):
         assert f"#SBATCH {line}\n" in script, line
     assert "module load cuda/12.1\nsource $HOME/venvs/kdbench/bin/activate" in script
-    without = _executor(ResultStore(tmp_path), load_profile("local"), None)._make_submission_file_text("x", "uid")
+    without = array_executor(ResultStore(tmp_path), load_profile("local"), None)._make_submission_file_text("x", "uid")
     assert "--dependency" not in without and "--kill-on-invalid-dep" not in without and "--gpus" not in without
 
 
@@ -121,12 +122,12 @@ def test_job_states_map_to_run_states(tiny_runs: list, tmp_path: Path, job, stat
     log.write_text("line\n" * 40 + "Traceback: the last words\n")
     record = {"job_id": "7", "stderr": str(log)}
     store.write_spec(spec)
-    seen = _own_state(store, spec, record, job)
-    assert (seen.state, seen.job_active) == (state, active)
+    seen = state_from_job(store, spec, record, job)
+    assert (seen.status, seen.job_active) == (state, active)
     if state == "failed":
         assert seen.log_path == str(log) and seen.log_tail.endswith("the last words")
     atomic_write_json(store.run_dir(spec.run_id) / "result.json", {"status": "done"})
-    assert _own_state(store, spec, record, job).state == "done"  # the result decides, whatever SLURM says
+    assert state_from_job(store, spec, record, job).status == "done"  # the result decides, whatever SLURM says
 
 
 def test_cancel_filters_select_and_reject_with_choices(tiny_runs: list) -> None:

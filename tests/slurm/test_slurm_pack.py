@@ -21,9 +21,9 @@ from kdbench.executors.slurm import (
     PackedTrainJob,
     PackFailed,
     TrainJob,
-    _executor,
-    _job_for,
+    array_executor,
     cancel_runs,
+    job_for,
     pack_runs,
     read_record,
     submit_suite,
@@ -102,7 +102,7 @@ def test_runs_go_in_packs_of_runs_per_job_in_order(write_suite) -> None:
         [runs[4].run_id],
     ]
     assert pack_runs(runs[:3], 1) == [[runs[0]], [runs[1]], [runs[2]]]
-    assert pack_runs(runs[:3], 8) == [runs[:3]]
+    assert pack_runs(runs[:3], 8) == [list(runs[:3])]
     assert pack_runs([], 4) == []
 
 
@@ -117,14 +117,16 @@ def test_runs_per_job_must_be_a_positive_integer() -> None:
 
 def test_a_packed_job_asks_for_cpus_and_memory_per_run_and_shares_its_gpus(tmp_path: Path) -> None:
     profile = load_profile("example-gpu", ["runs_per_job=4", "mem_gb=1.5"])
-    script = _executor(ResultStore(tmp_path), profile, None, pack_size=4)._make_submission_file_text("x", "uid")
+    script = array_executor(ResultStore(tmp_path), profile, None, pack_size=4)._make_submission_file_text("x", "uid")
     for line in ("--cpus-per-task=32", "--mem=6144M", "--gpus-per-node=1"):
         assert f"#SBATCH {line}\n" in script, line
-    single = _executor(ResultStore(tmp_path), profile, None)._make_submission_file_text("x", "uid")
+    single = array_executor(ResultStore(tmp_path), profile, None)._make_submission_file_text("x", "uid")
     for line in ("--cpus-per-task=8", "--mem=1536M", "--gpus-per-node=1"):
         assert f"#SBATCH {line}\n" in single, line
     default_memory = load_profile("local", {"mem_gb": None, "runs_per_job": 2})
-    assert "--mem" not in _executor(ResultStore(tmp_path), default_memory, None, 2)._make_submission_file_text("x", "u")
+    assert "--mem" not in array_executor(ResultStore(tmp_path), default_memory, None, 2)._make_submission_file_text(
+        "x", "u"
+    )
 
 
 def test_packs_are_array_tasks_and_every_run_records_its_pack(write_suite, fake_slurm: Path, tmp_path: Path) -> None:
@@ -180,9 +182,9 @@ def test_one_run_per_job_submits_and_records_as_before(write_suite, fake_slurm: 
 
 def test_a_pack_of_one_trains_in_the_jobs_own_process(tmp_path: Path) -> None:
     # The last pack of a group may hold one run: it goes as a plain TrainJob, exactly as without packing.
-    alone = _job_for([str(tmp_path / "a")], "cuda", None)
+    alone = job_for([str(tmp_path / "a")], "cuda", None)
     assert isinstance(alone, TrainJob) and alone.run_dir == str(tmp_path / "a") and alone.device == "cuda"
-    pack = _job_for([str(tmp_path / "a"), str(tmp_path / "b")], "cuda", None)
+    pack = job_for([str(tmp_path / "a"), str(tmp_path / "b")], "cuda", None)
     assert isinstance(pack, PackedTrainJob) and pack.run_dirs == [str(tmp_path / "a"), str(tmp_path / "b")]
 
 
@@ -284,7 +286,7 @@ def test_packed_jobs_on_the_cluster_give_the_local_executors_numbers(cluster, tm
     assert records[students[1].run_id]["pack"] == [spec.run_id for spec in students]
 
     states = cluster.wait_final(store, runs, timeout_s=150)
-    assert {state.state for state in states.values()} == {"done"}
+    assert {state.status for state in states.values()} == {"done"}
     assert cluster.sacct_times(student_job)[0] >= cluster.sacct_times(teacher_job)[1]
     log = Path(records[teachers[0].run_id]["stdout"]).read_text()
     assert all(f"kdbench pack: done {spec.run_id}" in log for spec in teachers)
@@ -309,11 +311,11 @@ def test_a_failed_teacher_fails_its_pack_and_the_other_students_go_again(cluster
     teacher_record = read_record(store, failing.run_id)
 
     states = cluster.wait_final(store, runs, timeout_s=120)
-    assert states[failing.run_id].state == "failed" and "non-finite" in states[failing.run_id].detail
-    assert states[fine.run_id].state == "done"  # the pack waited for it before failing
-    assert states[blocked.run_id].state == "blocked"
+    assert states[failing.run_id].status == "failed" and "non-finite" in states[failing.run_id].detail
+    assert states[fine.run_id].status == "done"  # the pack waited for it before failing
+    assert states[blocked.run_id].status == "blocked"
     # Held afterok on the failed job: SLURM cancelled it although its own teacher is done.
-    assert states[orphan.run_id].state == "cancelled"
+    assert states[orphan.run_id].status == "cancelled"
     error_log = Path(teacher_record["stderr"]).read_text()
     assert "PackFailed" in error_log and f"did not finish ({failing.run_id})" in error_log
 
@@ -321,7 +323,7 @@ def test_a_failed_teacher_fails_its_pack_and_the_other_students_go_again(cluster
     assert set(again.submitted) == {orphan.run_id} and set(again.blocked) == {blocked.run_id}
     assert read_record(store, orphan.run_id)["dependency"] is None
     states = cluster.wait_final(store, runs, timeout_s=90)
-    assert states[orphan.run_id].state == "done"
+    assert states[orphan.run_id].status == "done"
 
 
 @pytest.mark.slurm
@@ -357,7 +359,7 @@ def test_a_preempted_pack_requeues_itself_and_its_runs_resume(cluster, tmp_path:
     cluster.command("scontrol", "update", f"jobid={job_id}", "StartTime=now")
 
     states = cluster.wait_final(store, teachers, timeout_s=150)
-    assert {state.state for state in states.values()} == {"done"}
+    assert {state.status for state in states.values()} == {"done"}
     local = ResultStore(tmp_path / "local")
     run_local(teachers, local, progress=False, log=lambda line: None)
     for spec in teachers:

@@ -38,7 +38,7 @@ def test_requeued_run_resumes_to_the_same_result(cluster, tmp_path: Path) -> Non
     cluster.command("scontrol", "requeue", job_id)
     # A requeued job waits 120 s (reason BeginTime) before it may start again; the test skips the wait.
     cluster.wait_for("the requeued job to pend", lambda: cluster.squeue(job_id) == ("PENDING", "BeginTime"), 60)
-    assert slurm_states(preempted, teacher)[run_id].state == "requeued"
+    assert slurm_states(preempted, teacher)[run_id].status == "requeued"
     before = _metrics(run_dir)
     assert 2 <= len(before) < EPOCHS and preempted.result(run_id) is None
     # not within the second of the requeue: slurmd may refuse that launch ("Job credential revoked")
@@ -47,7 +47,7 @@ def test_requeued_run_resumes_to_the_same_result(cluster, tmp_path: Path) -> Non
 
     states = cluster.wait_final(preempted, teacher, timeout_s=180)
     cluster.wait_final(reference, teacher, timeout_s=60)
-    assert states[run_id].state == "done"
+    assert states[run_id].status == "done"
     after = _metrics(run_dir)
     # Resumed, not restarted: the epochs trained before the preemption are kept as they were (timings too).
     assert after[: len(before)] == before

@@ -67,7 +67,7 @@ def test_suite_trains_teachers_first_in_arrays_and_resubmits_nothing(cluster, tm
         assert all(record["dependency"] == f"afterok:{teacher_job}" for record in students)
 
     states = cluster.wait_final(store, runs, timeout_s=240)
-    assert {run_id: state.state for run_id, state in states.items()} == dict.fromkeys(run_ids, "done")
+    assert {run_id: state.status for run_id, state in states.items()} == dict.fromkeys(run_ids, "done")
     for spec in runs:
         result = store.result(spec.run_id)
         assert result is not None and 0.0 <= result["top1_last"] <= 100.0
@@ -77,7 +77,7 @@ def test_suite_trains_teachers_first_in_arrays_and_resubmits_nothing(cluster, tm
 
     again = submit_suite(runs, store, profile)
     assert again.submitted == {} and sorted(again.already_done) == sorted(run_ids)
-    assert {state.state for state in slurm_states(store, runs).values()} == {"done"}
+    assert {state.status for state in slurm_states(store, runs).values()} == {"done"}
 
     # A SLURM run equals the same run trained here with the same thread count.
     teacher = teachers[0]

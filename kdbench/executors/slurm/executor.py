@@ -1,0 +1,59 @@
+"""The SLURM executor behind the ``Executor`` interface: profiles, submission, states, cancel, wait."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kdbench.executors.base import Executor, ExecutorError, Log, RunOptions
+from kdbench.executors.profile import load_profile
+from kdbench.executors.slurm.records import RECORD
+from kdbench.executors.slurm.states import slurm_states, wait_for_suite
+from kdbench.executors.slurm.submission import SubmitSummary, cancel_runs, submit_suite
+from kdbench.lifecycle import RunState
+from kdbench.results.store import ResultStore
+from kdbench.suite import RunSpec
+
+#: the profile of ``--executor slurm`` without ``--profile``: the local test cluster's
+DEFAULT_PROFILE = "local"
+
+
+class SlurmExecutor(Executor):
+    """Job arrays on a SLURM cluster through submitit; ``submit`` returns once the jobs are queued."""
+
+    name = "slurm"
+    record_file = RECORD
+
+    def check(self, options: RunOptions) -> None:
+        self._profile(options)
+
+    def _profile(self, options: RunOptions):  # -> Profile
+        try:
+            return load_profile(options.profile or DEFAULT_PROFILE, options.profile_settings)
+        except ValueError as error:
+            raise ExecutorError(str(error)) from None
+
+    def submit(
+        self, runs: Sequence[RunSpec], store: ResultStore, options: RunOptions, log: Log = print
+    ) -> SubmitSummary:
+        return submit_suite(
+            runs,
+            store,
+            self._profile(options),
+            retry_failed=options.retry_failed,
+            device=options.device,
+            data_root=options.data_root,
+        )
+
+    def states(self, store: ResultStore, runs: Sequence[RunSpec]) -> dict[str, RunState]:
+        return slurm_states(store, runs)
+
+    def cancel(self, store: ResultStore, runs: Sequence[RunSpec], log: Log = print) -> dict[str, str]:
+        return cancel_runs(store, runs, log)
+
+    def wait(
+        self, store: ResultStore, runs: Sequence[RunSpec], log: Log = print, timeout_s: float | None = None
+    ) -> dict[str, RunState]:
+        return wait_for_suite(store, runs, timeout_s=timeout_s, log=log)
+
+
+EXECUTOR = SlurmExecutor()
