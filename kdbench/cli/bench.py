@@ -6,26 +6,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from kdbench.bench import (
-    DEFAULT_METHODS,
-    BenchSettings,
-    bench_pair,
-    canonical_model,
-    check_methods,
-    format_pair_table,
-    format_projection,
-    pair_workload,
-    project_suite,
-    settings_problems,
-)
-from kdbench.bench_packing import PackingBenchFailed, bench_packing, format_packing, packed_projection
+from kdbench.bench.settings import DEFAULT_METHODS
 from kdbench.cli.common import UserError, add_command
-from kdbench.data import DATASETS
 from kdbench.suite import COMPILE_MODES, PRECISIONS
-from kdbench.train import resolve_device
+
+if TYPE_CHECKING:
+    from kdbench.bench.settings import BenchSettings
 
 
 def register(subparsers) -> None:
@@ -99,6 +87,15 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from kdbench.bench.pair import bench_pair, canonical_model, check_methods
+    from kdbench.bench.projection import packed_projection, project_suite
+    from kdbench.bench.report import format_packing, format_pair_table, format_projection
+    from kdbench.bench.settings import BenchSettings, settings_problems
+    from kdbench.data import DATASETS
+    from kdbench.train import resolve_device
+
     settings = BenchSettings(
         dataset=DATASETS.canonical(args.dataset),
         batch_size=args.batch_size,
@@ -192,7 +189,10 @@ def _packing_counts(text: str, problems: list[str]) -> list[int]:
     return counts
 
 
-def _bench_packing(args: argparse.Namespace, settings, counts: list[int]) -> dict:
+def _bench_packing(args: argparse.Namespace, settings: BenchSettings, counts: list[int]) -> dict:
+    from kdbench.bench.packing import PackingBenchFailed, bench_packing
+    from kdbench.bench.pair import canonical_model, check_methods, pair_workload
+
     try:
         teacher, student = canonical_model(args.teacher), canonical_model(args.student)
         (method,) = check_methods(teacher, student, [args.packing_method])[-1:]

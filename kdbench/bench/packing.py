@@ -20,7 +20,9 @@ from dataclasses import asdict
 
 import torch
 
-from kdbench.bench import BenchSettings, KdbenchPath, Workload, random_split, synchronize, use_device
+from kdbench.bench.kdbench_path import KdbenchPath
+from kdbench.bench.settings import BenchSettings
+from kdbench.bench.workload import Workload, random_split, synchronize, use_device
 from kdbench.executors.local import die_with_parent
 from kdbench.train import cpu_threads, resolve_device
 
@@ -161,46 +163,4 @@ def bench_packing(
         "rows": rows,
         "recommended_processes": recommended,
         "recommended_rule": f"fewest processes within {RECOMMEND_WITHIN:.0%} of the best throughput measured",
-    }
-
-
-def format_packing(packing: dict) -> str:
-    from tabulate import tabulate
-
-    rows = [
-        [row["processes"], row["images_per_s"], row["images_per_s_per_run"], row["speedup_vs_fewest"]]
-        for row in packing["rows"]
-    ]
-    table = tabulate(
-        rows,
-        headers=["runs at once", "img/s (device)", "img/s per run", "throughput vs fewest"],
-        floatfmt=("d", ".0f", ".0f", ".2f"),
-    )
-    work = packing["workload"]
-    method = "+".join(name for name, _ in work["terms"]) or "vanilla"
-    return (
-        f"{table}\n\nruns at once on one device ({method} {work['teacher']} -> {work['student']}, batch "
-        f"{work['batch_size']}): recommended {packing['recommended_processes']} "
-        f"({packing['recommended_rule']})"
-    )
-
-
-def packed_projection(projection: dict, packing: dict) -> dict:
-    """The suite's device-hours with the recommended N runs at once, scaled by the measured throughput gain.
-
-    One pair's gain stands for every run of the suite: an estimate (bigger pairs gain less from
-    packing, smaller ones more); run ``--packing`` on the suite's largest pair for a cautious figure.
-    """
-    by_count = {row["processes"]: row for row in packing["rows"]}
-    if 1 not in by_count:
-        return {"packing": "not projected: --packing did not measure 1 process, the baseline"}
-    processes = packing["recommended_processes"]
-    gain = by_count[processes]["images_per_s"] / by_count[1]["images_per_s"]
-    work = packing["workload"]
-    return {
-        "packing": f"{processes} runs at once per device, {gain:.2f}x the throughput of one "
-        f"(measured on {work['teacher']} -> {work['student']})",
-        "packed_processes": processes,
-        "packed_throughput_gain": gain,
-        "packed_hours": projection["total_hours"] / gain,
     }

@@ -1,4 +1,4 @@
-"""``kdbench bench`` at a tiny size on CPU: output structure, shared maths, projection arithmetic, user errors.
+"""``kdbench bench`` at a tiny size on CPU: output structure, projection arithmetic, user errors.
 
 No test asserts a speed: only that the numbers are there, positive, finite and consistent.
 """
@@ -11,18 +11,7 @@ import math
 import pytest
 import torch
 
-from kdbench.bench import (
-    KdbenchPath,
-    ReferencePath,
-    Workload,
-    calibrate_batchnorm,
-    crop_padding,
-    random_split,
-    resolved_terms,
-    topk_accuracy,
-)
 from kdbench.cli import main
-from kdbench.models import create_model
 from kdbench.suite import load_suite, plan
 from tests.conftest import TINY_DATA, TINY_SCHEDULE, tiny_suite
 
@@ -85,74 +74,6 @@ def test_cli_writes_every_key_and_a_positive_suite_projection(write_suite, tmp_p
         expected = (group["train_steps"] * group["step_s"] + group["eval_steps"] * group["eval_step_s"]) / 3600
         assert group["hours"] == pytest.approx(expected)
         assert positive_finite(group["step_s"]) and positive_finite(group["eval_step_s"])
-
-
-@pytest.mark.parametrize("method", ["vanilla", "kd", "at"])
-def test_both_paths_compute_the_same_loss_from_the_same_weights(method: str) -> None:
-    """The reference differs in its data path and loop, not its maths: same images, same first loss."""
-    work = Workload(
-        teacher="resnet8",
-        student="resnet8",
-        terms=resolved_terms([method]),
-        num_classes=10,
-        image_shape=(3, 8, 8),
-        batch_size=8,
-        padding=1,
-    )
-    split = random_split(16, 10, (3, 8, 8), seed=0)
-    fast = KdbenchPath(work, split, seed=3, device=torch.device("cpu"))
-    reference = ReferencePath(work, split, seed=3, device=torch.device("cpu"), num_workers=0)
-    reference.batches(0)  # train mode as at an epoch's start
-    images, labels = torch.randn(8, 3, 8, 8), torch.arange(8)
-    assert fast.step(images, labels) == pytest.approx(reference.step(images, labels, torch.arange(8)), rel=1e-5)
-
-
-def test_reference_batches_look_like_the_crd_loader() -> None:
-    work = Workload(
-        teacher="resnet8",
-        student="resnet8",
-        terms=resolved_terms(["kd"]),
-        num_classes=10,
-        image_shape=(3, 8, 8),
-        batch_size=4,
-        padding=1,
-    )
-    reference = ReferencePath(work, random_split(6, 10, (3, 8, 8), seed=0), seed=0, device="cpu", num_workers=0)
-    batches = list(reference.batches(0))
-    assert [len(b[0]) for b in batches] == [4, 2]  # the last partial batch is kept
-    images, labels, indices = batches[0]  # the CRD code's CIFAR100Instance also returns the index
-    assert images.dtype == torch.float32 and images.shape == (4, 3, 8, 8)
-    assert sorted(torch.cat([b[2] for b in batches]).tolist()) == list(range(6))
-    assert labels.dtype == torch.int64
-
-
-def test_topk_accuracy_against_a_direct_count() -> None:
-    logits = torch.randn(50, 7, generator=torch.Generator().manual_seed(0))
-    target = torch.randint(0, 7, (50,), generator=torch.Generator().manual_seed(1))
-    top1, top5 = topk_accuracy(logits, target)
-    ranks = (logits > logits.gather(1, target[:, None])).sum(1)  # how many classes score above the true one
-    assert top1.item() == pytest.approx(100.0 * (ranks < 1).float().mean().item())
-    assert top5.item() == pytest.approx(100.0 * (ranks < 5).float().mean().item())
-
-
-def test_a_random_deep_teacher_is_calibrated_to_finite_moderate_outputs() -> None:
-    """Untrained BN statistics in eval mode let a ResNet110's activations grow with depth; calibrated, they do not."""
-    torch.manual_seed(0)
-    teacher = create_model("resnet110", 10).eval()
-    images = torch.randn(8, 3, 8, 8)
-    with torch.no_grad():
-        assert teacher(images).abs().max() > 1e3  # the premise: raw init statistics do not normalise
-    calibrate_batchnorm(teacher, (3, 8, 8), torch.device("cpu"), seed=0)
-    assert not teacher.training
-    assert all(m.momentum == 0.1 for m in teacher.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    with torch.no_grad():
-        assert teacher(images).abs().max() < 100
-
-
-def test_crop_padding_follows_the_data_set() -> None:
-    assert crop_padding("cifar100", 32) == 4
-    assert crop_padding("tinyimagenet", 64) == 8
-    assert crop_padding("digits", 8) == 1
 
 
 @pytest.mark.parametrize(
@@ -221,23 +142,3 @@ def test_packing_and_compile_mistakes_exit_2(args: list[str], message: str, caps
     captured = capsys.readouterr()
     assert message in captured.err
     assert "Traceback" not in captured.err
-
-
-class DiesWhenUnpickled:
-    """Stands in for a workload; the spawned process that unpickles it exits at once, as if killed."""
-
-    def __reduce__(self):
-        import os
-
-        return (os._exit, (3,))
-
-
-def test_a_packing_process_that_dies_is_named_instead_of_waited_for() -> None:
-    from kdbench.bench import BenchSettings
-    from kdbench.bench_packing import PackingBenchFailed, time_packed
-
-    settings = BenchSettings(device="cpu", steps=1, warmup=0)
-    with pytest.raises(PackingBenchFailed) as error:
-        time_packed(DiesWhenUnpickled(), settings, 2)  # type: ignore[arg-type]
-    assert "process 1/2: died with exit code 3" in str(error.value)
-    assert "process 2/2: died with exit code 3" in str(error.value)
