@@ -22,7 +22,7 @@ def test_plan_run_status_report_end_to_end(write_suite, tmp_path, capsys) -> Non
 
     assert main(["plan", suite, *results]) == 0
     out = capsys.readouterr().out
-    assert "5 runs to train (1 teachers, 4 students" in out
+    assert "5 runs (1 teacher, 4 students): 0 done, 5 to train" in out
     assert "FLOPs" in out and "resnet8" in out and "pending" in out
 
     assert main(["run", suite, *results, "--quiet"]) == 0
@@ -86,7 +86,7 @@ def test_help_lists_the_commands(capsys) -> None:
 def test_smoke_suite_validates_and_plans(capsys) -> None:
     smoke = Path(__file__).parent.parent / "suites" / "smoke.yaml"
     assert main(["plan", str(smoke), "--results-dir", "/nonexistent-results"]) == 0
-    assert "7 runs to train (1 teachers, 6 students" in capsys.readouterr().out
+    assert "7 runs (1 teacher, 6 students): 0 done, 7 to train" in capsys.readouterr().out
 
 
 def test_missing_data_stops_run_before_any_training(write_suite, tmp_path) -> None:

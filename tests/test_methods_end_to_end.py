@@ -38,7 +38,7 @@ def test_each_method_trains_one_epoch_on_digits_through_kdbench_run(name, tmp_pa
         dataset="digits",
         schedule={"epochs": 1, "batch_size": 64, "lr": 0.05, "milestones": []},
         teachers={"resnet8": {}},
-        pairs=[["resnet8", "resnet8"]],
+        pairs=[{"teacher": "resnet8", "student": "resnet8", "self_distillation": True}],
         methods={name: method_entry(name)},
     )
     suite = tmp_path / "suite.yaml"

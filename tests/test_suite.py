@@ -55,7 +55,8 @@ def test_overrides_apply_before_planning(write_suite) -> None:
 
 def test_vanilla_student_is_one_run_shared_by_every_pair(write_suite) -> None:
     document = tiny_suite(
-        teachers={"resnet8": {}, "resnet14": {}}, pairs=[["resnet8", "resnet8"], ["resnet14", "resnet8"]]
+        teachers={"resnet8": {}, "resnet14": {}},
+        pairs=[{"teacher": "resnet8", "student": "resnet8", "self_distillation": True}, ["resnet14", "resnet8"]],
     )
     runs = plan(load_suite(write_suite(document)))
     vanilla = [r for r in runs if r.method == "Vanilla"]
@@ -140,8 +141,8 @@ def test_teacher_checkpoints_key_switches_every_teacher_to_crd_files(write_suite
             "dataset.num_classes: expected int, got 'four' (str)",
         ),
         ({"schedule": {"epochs": 0}}, "schedule.epochs: expected a positive integer, got 0 (int)"),
-        ({"schedule": {"lr": "fast"}}, "schedule.lr: expected a non-negative number, got 'fast' (str)"),
-        ({"schedule": {"milestones": [5, 2]}}, "schedule.milestones: must be increasing, got [5, 2]"),
+        ({"schedule": {"lr": "fast"}}, "schedule.lr: expected a finite number, got 'fast' (str)"),
+        ({"schedule": {"milestones": [5, 2]}}, "schedule.milestones: must be strictly increasing, got [5, 2]"),
         ({"schedule": {"epoch": 3}}, "schedule.epoch: unknown key 'epoch'. Did you mean 'epochs'?"),
         ({"schedule": "crdd"}, "schedule.preset: Unknown schedule preset 'crdd'. Did you mean 'crd'?"),
         ({"seeds": [0, "one"]}, "seeds: expected a non-empty list of integers"),
@@ -171,7 +172,7 @@ def test_teacher_checkpoints_key_switches_every_teacher_to_crd_files(write_suite
             {"methods": {"X": {"use": ["kd"], "kd": {"weight": []}}}},
             "methods.X.kd.weight: expected float, got [] (list)",
         ),
-        ({"methods": {"kd": {"ce_weight": "x"}}}, "methods.kd.ce_weight: expected a number, got 'x' (str)"),
+        ({"methods": {"kd": {"ce_weight": "x"}}}, "methods.kd.ce_weight: expected a finite number, got 'x' (str)"),
         (
             {"sweeps": {"methods.KD.kd.temperature": 3}},
             "sweeps.methods.KD.kd.temperature: expected a non-empty list of values",
@@ -209,11 +210,12 @@ def test_broken_files_and_overrides_are_reported(tmp_path, write_suite) -> None:
         load_suite(write_suite([1, 2]))  # type: ignore[arg-type]
 
 
-def test_only_teachers_of_some_pair_train_and_a_teachers_own_preset_counts(write_suite) -> None:
-    document = tiny_suite(teachers={"resnet8": {"schedule": "crd"}, "resnet110": {}})
-    runs = plan(load_suite(write_suite(document)))
+def test_a_teacher_no_pair_uses_is_refused_and_a_teachers_own_preset_counts(write_suite) -> None:
+    message = problems_of(write_suite, tiny_suite(teachers={"resnet8": {}, "resnet110": {}}))
+    assert "teachers.resnet110: declared but no pair uses it" in message
+    runs = plan(load_suite(write_suite(tiny_suite(teachers={"resnet8": {"schedule": "crd"}}))))
     teachers = [r for r in runs if r.kind == "teacher"]
-    assert [t.student for t in teachers] == ["resnet8"]  # resnet110 is in no pair
+    assert [t.student for t in teachers] == ["resnet8"]
     assert teachers[0].schedule["milestones"] == [150, 180, 210]
     refined = plan(load_suite(write_suite(tiny_suite(teachers={"resnet8": {"schedule": {"epochs": 9}}}))))
     assert refined[0].schedule["epochs"] == 9 and refined[0].schedule["batch_size"] == 16

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
 
 from kdbench import __version__
-from kdbench.cli.common import USER_ERRORS, format_user_error
+from kdbench.cli.common import EXIT_CODES, USER_ERRORS, format_user_error
 
 # the order sub-commands appear in --help; modules not listed follow alphabetically
 ORDER = ["plan", "run", "status", "report", "explain", "cancel", "bench"]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, except that an optional ``key=value`` list is not called required when the suite is missing."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        message = message.replace("required: suite, key=value", "required: suite")
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="kdbench",
         description="Regenerate published knowledge-distillation results tables from one YAML suite.",
-        epilog="Start with:  kdbench run suites/smoke.yaml   (CPU, about two minutes)",
+        epilog="Start with:  kdbench run suites/smoke.yaml   (CPU, about a minute)\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"kdbench {__version__}")
@@ -45,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
+    except BrokenPipeError:
+        # the reader went away (`kdbench plan ... | head`): stop quietly, as other command-line tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except USER_ERRORS as error:
         print(format_user_error(error), file=sys.stderr)
         return 2

@@ -15,6 +15,12 @@ from kdbench.validation import ValidationError
 
 USER_ERRORS = (UserError, ValidationError, DataError, UnknownNameError)
 
+EXIT_CODES = """exit status:
+  0    success
+  1    some runs failed or are blocked (kdbench run, kdbench status)
+  2    a mistake in what was asked (a suite, an option, a missing file): nothing was trained
+  130  interrupted (Ctrl-C, SIGTERM): finished epochs are kept; run the same command again to resume"""
+
 
 def format_user_error(error: Exception) -> str:
     return f"kdbench: error: {error}"
@@ -32,7 +38,11 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
 
 def add_command(subparsers, name: str, *, help: str, description: str, example: str) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        name, help=help, description=description, epilog=f"example:\n  {example}", formatter_class=Formatter
+        name,
+        help=help,
+        description=description,
+        epilog=f"example:\n  {example}\n\n{EXIT_CODES}",
+        formatter_class=Formatter,
     )
     return parser
 

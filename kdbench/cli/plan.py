@@ -6,7 +6,7 @@ import argparse
 
 from tabulate import tabulate
 
-from kdbench.cli.common import add_command, add_suite_arguments, plan_from_args, store_from_args, unique_runs
+from kdbench.cli.common import add_command, add_suite_arguments, plan_from_args, store_from_args
 from kdbench.results.store import NOT_APPLICABLE
 
 
@@ -59,20 +59,27 @@ def run(args: argparse.Namespace) -> int:
     print(tabulate(rows, headers=["run", "kind", "teacher", "student", "method", "parameters", "seed", "status"]))
     print()
     print(models_table(runs))
-    distinct = unique_runs([r for r in runs if not r.not_applicable])
+    distinct = [r for r in runs.runs if not r.not_applicable]
     teachers = sum(1 for r in distinct if r.kind == "teacher")
     na = sum(1 for r in runs if r.not_applicable)
-    epochs = sum(r.schedule["epochs"] for r in distinct)
+    statuses = {r.run_id: store.status(r.run_id) for r in distinct}
+    done = sum(1 for s in statuses.values() if s == "done")
+    remaining = [r for r in distinct if statuses[r.run_id] != "done"]
+    epochs = sum(r.schedule["epochs"] for r in remaining)
+    kinds = f"{_count(teachers, 'teacher')}, {_count(len(distinct) - teachers, 'student')}"
     print(
-        f"\n{len(distinct)} runs to train ({teachers} teachers, {len(distinct) - teachers} students; "
-        f"{epochs} epochs in all), {na} not applicable; {len(runs)} report cells x seeds."
+        f"\n{len(distinct)} runs ({kinds}): {done} done, "
+        f"{len(remaining)} to train ({epochs} epochs in all); {na} not applicable; {len(runs)} report cells x seeds."
     )
-    counts = {}
-    for r in distinct:
-        status = store.status(r.run_id)
+    counts: dict[str, int] = {}
+    for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
     print("status: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def models_table(runs) -> str:

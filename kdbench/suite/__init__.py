@@ -12,11 +12,13 @@ compute is spent. Runs are content-addressed: two suites that need the same teac
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kdbench.registry import unknown_name_message
 from kdbench.suite.identity import LATER_DEFAULTS, LaterDefault, run_id_of
 from kdbench.suite.loading import expand_sweeps, parse_overrides, resolve_includes, set_path
 from kdbench.suite.planning import Plan, plan
@@ -62,6 +64,8 @@ TOP_LEVEL_KEYS = {
     "sweeps": "{key.path: [values, ...]}: a grid over any parameter",
     "excludes": "list of {pair: [t, s], method: label, seed: n}",
 }
+#: a suite name becomes a folder name: results/<name>/
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 SWEEPABLE = tuple(k for k in TOP_LEVEL_KEYS if k not in ("sweeps", "include", "name"))
 
 
@@ -87,25 +91,38 @@ def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
         document["dataset"] = {"name": document["dataset"]}
     if isinstance(document.get("schedule"), str):
         document["schedule"] = {"preset": document["schedule"]}
-    for key, value in parse_overrides(overrides):
+    file_labels = list(document.get("methods") or {}) if isinstance(document.get("methods"), dict) else []
+    parsed = parse_overrides(overrides)
+    for key, value in parsed:
         set_path(document, key, value)
     c = Collector()
     for key in ("name", "description", "reproduces", "teacher_checkpoints"):
         if document.get(key) is not None and not isinstance(document[key], str):
             c.add(key, f"expected a string, got {describe(document[key])}")
     name = document.get("name") if isinstance(document.get("name"), str) else path.stem
-    variants = tuple(_variant(swept, variant, c) for swept, variant in expand_sweeps(document, SWEEPABLE, c))
+    if not SAFE_NAME.fullmatch(str(name)) or ".." in str(name):
+        shown = repr(name) if len(str(name)) <= 80 else f"{str(name)[:60]!r}... ({len(str(name))} characters)"
+        c.add(
+            "name" if "name" in document else "(file name)",
+            f"{shown} is not a safe name: results go to <results>/<name>/, so a name is 1-64 letters, digits, "
+            "'.', '_', '-' or '+', starting with a letter or digit, without '..'",
+        )
+    # epochs cut on the command line (a quick try) leave the file's later milestones unreached on purpose
+    shortened = any(key.startswith("schedule") or key.startswith("teachers.") for key, _ in parsed)
+    points = expand_sweeps(document, SWEEPABLE, c)
+    variants = tuple(_variant(swept, variant, c, shortened) for swept, variant in points)
+    _blame_overrides(c, parsed, file_labels)
     c.raise_if_any(source)
     reproduces = document.get("reproduces")
     return Suite(source, str(name), reproduces, document, variants)
 
 
-def _variant(swept: dict[str, Any], document: dict, c: Collector) -> SuiteVariant:
+def _variant(swept: dict[str, Any], document: dict, c: Collector, shortened: bool) -> SuiteVariant:
     c.unknown_keys("", document, list(TOP_LEVEL_KEYS))
     dataset = resolve_dataset(document.get("dataset"), c)
-    schedule = resolve_schedule(document.get("schedule"), c, "schedule")
+    schedule = resolve_schedule(document.get("schedule"), c, "schedule", shortened)
     teachers = resolve_teachers(document.get("teachers"), document.get("teacher_checkpoints"), schedule, c)
-    return SuiteVariant(
+    variant = SuiteVariant(
         swept=swept,
         dataset=dataset or DatasetConfig("", ()),
         schedule=schedule,
@@ -116,6 +133,60 @@ def _variant(swept: dict[str, Any], document: dict, c: Collector) -> SuiteVarian
         methods=resolve_methods(document.get("methods"), c),
         excludes=resolve_excludes(document.get("excludes"), c),
     )
+    if not c.problems:
+        _check_across_sections(variant, document, c)
+    return variant
+
+
+def _check_across_sections(variant: SuiteVariant, document: dict, c: Collector) -> None:
+    """What no single section can know: unused teachers, excludes that match nothing, a parameter
+    that makes its method inapplicable to every pair (a typo looks like 'does not apply' otherwise)."""
+    from kdbench.methods import METHODS
+    from kdbench.models import model_feature_info
+
+    used = {teacher for teacher, _ in variant.pairs}
+    for teacher in variant.teachers:
+        if teacher.name not in used and variant.pairs:
+            c.add(f"teachers.{teacher.name}", "declared but no pair uses it; add a pair with it or remove it")
+    labels = [m.label for m in variant.methods]
+    for i, exclude in enumerate(variant.excludes):
+        if exclude.method is not None and exclude.method not in labels:
+            c.add(f"excludes[{i}].method", unknown_name_message("method label", exclude.method, labels))
+        if (
+            exclude.teacher is not None
+            and exclude.student is not None
+            and (exclude.teacher, exclude.student) not in variant.pairs
+        ):
+            pairs = [f"[{t}, {s}]" for t, s in variant.pairs]
+            c.add(
+                f"excludes[{i}].pair",
+                f"[{exclude.teacher}, {exclude.student}] is not a pair of the suite: {', '.join(pairs)}",
+            )
+    for method in variant.methods:
+        for name, params in method.terms:
+            cls = METHODS.get(name)
+            defaults = cls.parameter_defaults()
+            if params == defaults or not variant.pairs:
+                continue
+            infos = [(model_feature_info(t), model_feature_info(s)) for t, s in variant.pairs]
+            reasons = [cls.not_applicable(t, s, params) for t, s in infos]
+            if all(reasons) and not all(cls.not_applicable(t, s, defaults) for t, s in infos):
+                c.add(f"methods.{method.label}", f"{reasons[0]} (with these parameters the method applies to no pair)")
+
+
+def _blame_overrides(c: Collector, overrides: Sequence[tuple[str, Any]], file_labels: Sequence[str]) -> None:
+    """Say which problems come from the command line, not the file, and catch a mistyped label there
+    (``methods.KDD.kd.temperature=2`` when the suite has ``KD``: a new label, not an unknown method)."""
+    for key, value in overrides:
+        parts = key.split(".")
+        if parts[0] == "methods" and len(parts) > 2 and parts[1] not in file_labels and file_labels:
+            label = f"methods.{parts[1]}"
+            c.problems = [p for p in c.problems if p.path != label and not p.path.startswith(f"{label}.")]
+            c.add(key, f"{unknown_name_message('method label', parts[1], file_labels)} (set on the command line)")
+            continue
+        for i, problem in enumerate(c.problems):
+            if problem.path == key or problem.path.startswith(f"{key}.") or key.startswith(f"{problem.path}."):
+                c.problems[i] = Problem(problem.path, f"{problem.message} (set on the command line: {key}={value})")
 
 
 __all__ = [

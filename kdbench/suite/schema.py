@@ -186,8 +186,12 @@ class SuiteVariant:
 # resolvers
 
 
-def resolve_schedule(schedule: Any, c: Collector, path: str) -> Schedule:
-    """A schedule from a preset name or a mapping (preset + overrides)."""
+def resolve_schedule(schedule: Any, c: Collector, path: str, shortened: bool = False) -> Schedule:
+    """A schedule from a preset name or a mapping (preset + overrides).
+
+    ``shortened``: the epochs were cut on the command line for a quick try (``schedule.epochs=2``), so
+    milestones beyond the last epoch are expected there, not a mistake in the file.
+    """
     if schedule is None:
         schedule = {}
     if isinstance(schedule, str):
@@ -207,21 +211,43 @@ def resolve_schedule(schedule: Any, c: Collector, path: str) -> Schedule:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             c.add(join(path, key), f"expected a positive integer, got {describe(value)}")
             resolved[key] = fallback[key]
-    for key in ("lr", "lr_decay", "momentum", "weight_decay"):
-        value = resolved[key]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            c.add(join(path, key), f"expected a non-negative number, got {describe(value)}")
-            resolved[key] = fallback[key]
-        resolved[key] = float(resolved[key])
+    # (lower bound, inclusive?, upper bound) of each number: lr 0 would never train, momentum 1 never forgets
+    ranges = {
+        "lr": (0.0, False, None),
+        "lr_decay": (0.0, False, None),
+        "momentum": (0.0, True, 1.0),
+        "weight_decay": (0.0, True, None),
+    }
+    for key, (low, inclusive, high) in ranges.items():
+        checked = c.number(
+            join(path, key),
+            resolved[key],
+            minimum=low if inclusive else None,
+            above=None if inclusive else low,
+            below=high,
+        )
+        resolved[key] = float(fallback[key] if checked is None else checked)
     if not isinstance(resolved["nesterov"], bool):
         c.add(join(path, "nesterov"), f"expected true or false, got {describe(resolved['nesterov'])}")
         resolved["nesterov"] = False
+    elif resolved["nesterov"] and resolved["momentum"] == 0:
+        c.add(
+            join(path, "nesterov"),
+            "nesterov: true needs momentum > 0 (torch refuses it); set a momentum or nesterov: false",
+        )
     milestones = resolved["milestones"]
     if not isinstance(milestones, list) or not all(isinstance(m, int) and not isinstance(m, bool) for m in milestones):
         c.add(join(path, "milestones"), f"expected a list of epoch numbers, got {describe(milestones)}")
         milestones = fallback["milestones"]
-    elif milestones != sorted(milestones):
-        c.add(join(path, "milestones"), f"must be increasing, got {milestones}")
+    elif any(m < 1 for m in milestones):
+        c.add(join(path, "milestones"), f"epochs are counted from 1; got {milestones}")
+    elif any(a >= b for a, b in zip(milestones, milestones[1:], strict=False)):
+        c.add(join(path, "milestones"), f"must be strictly increasing, got {milestones}")
+    elif milestones and milestones[-1] > resolved["epochs"] and not shortened:
+        c.add(
+            join(path, "milestones"),
+            f"{milestones[-1]} is beyond the last epoch ({resolved['epochs']}): that lr step would never happen",
+        )
     resolved["milestones"] = tuple(milestones)
     return Schedule(**resolved)
 
@@ -372,20 +398,37 @@ def resolve_teachers(teachers: Any, checkpoint_dir: Any, schedule: Schedule, c: 
 
 
 def resolve_pairs(pairs: Any, teachers: tuple[TeacherConfig, ...], c: Collector) -> tuple[tuple[str, str], ...]:
+    """``[teacher, student]`` entries, or ``{teacher: X, student: X, self_distillation: true}`` for a model
+    distilled into itself (refused unless declared, since it is usually a typo)."""
     if pairs is None:
         return ()
-    if not isinstance(pairs, list):
-        c.add("pairs", f"expected a list of [teacher, student], got {describe(pairs)}")
+    if not isinstance(pairs, list) or not pairs:
+        c.add("pairs", f"expected a non-empty list of [teacher, student], got {describe(pairs)}")
         return ()
     known = {t.name for t in teachers}
-    resolved = []
+    resolved: list[tuple[str, str]] = []
     for i, pair in enumerate(pairs):
         path = f"pairs[{i}]"
+        self_distillation = False
+        if isinstance(pair, Mapping):
+            c.unknown_keys(path, pair, ["teacher", "student", "self_distillation"])
+            self_distillation = pair.get("self_distillation", False) is True
+            pair = [pair.get("teacher"), pair.get("student")]
         if not isinstance(pair, list) or len(pair) != 2:
             c.add(path, f"expected [teacher, student], got {describe(pair)}")
             continue
         teacher = model_name(c, f"{path}[0]", pair[0])
         student = model_name(c, f"{path}[1]", pair[1])
+        if teacher is not None and teacher == student and not self_distillation:
+            c.add(
+                path,
+                f"teacher and student are both '{pair[0]}'; for self-distillation say so: "
+                f"{{teacher: {pair[0]}, student: {pair[1]}, self_distillation: true}}",
+            )
+            continue
+        if (teacher, student) in resolved:
+            c.add(path, f"the pair [{pair[0]}, {pair[1]}] appears twice")
+            continue
         if teacher is not None and teacher not in known:
             c.add(
                 f"{path}[0]",
@@ -412,8 +455,20 @@ def resolve_method(label: str, settings: Any, c: Collector) -> MethodConfig | No
     from kdbench.methods import METHODS, default_ce_weight
 
     path = f"methods.{label}"
+    if not label.strip() or any(ch in label for ch in "/\\") or not label.isprintable():
+        c.add(
+            path,
+            "a label is a name shown in tables and used in file names: "
+            f"no '/', '\\' or control characters, got {label!r}",
+        )
     if settings is None:
         settings = {}
+    if isinstance(settings, (str, list)):
+        c.add(
+            path,
+            f"expected a mapping, got {describe(settings)}; to use a method under this label write {{use: {settings}}}",
+        )
+        return None
     if not isinstance(settings, Mapping):
         c.add(path, f"expected a mapping of parameters, got {describe(settings)}")
         return None
@@ -435,9 +490,8 @@ def resolve_method(label: str, settings: Any, c: Collector) -> MethodConfig | No
         c.add(f"{path}.use", f"a method appears twice in {names}")
         return None
     ce_weight = settings.get("ce_weight")
-    if ce_weight is not None and (not isinstance(ce_weight, (int, float)) or isinstance(ce_weight, bool)):
-        c.add(f"{path}.ce_weight", f"expected a number, got {describe(ce_weight)}")
-        ce_weight = None
+    if ce_weight is not None:
+        ce_weight = c.number(f"{path}.ce_weight", ce_weight, minimum=0.0)
     terms = []
     if combined and isinstance(use, str) and use not in settings:
         # one method under another label: its parameters may sit beside `use` ({use: fsp, init_epochs: 1})
@@ -467,9 +521,16 @@ def method_params(name: str, params: Any, c: Collector, path: str) -> dict:
     c.unknown_keys(path, params, sorted(defaults))
     resolved = dict(defaults)
     for key, value in params.items():
-        if key in defaults:
-            c.check_type(join(path, key), value, defaults[key])
+        if key in defaults and c.check_type(join(path, key), value, defaults[key]):
             resolved[key] = float(value) if isinstance(defaults[key], float) and isinstance(value, int) else value
+            if isinstance(defaults[key], float):
+                # rules every method shares: numbers are finite, weights not negative, temperatures positive
+                if key == "weight" or key.endswith("_weight"):
+                    c.number(join(path, key), value, minimum=0.0)
+                elif key == "temperature" or key.endswith("_temperature"):
+                    c.number(join(path, key), value, above=0.0)
+                else:
+                    c.number(join(path, key), value)
     if not c.has_problems_under(path):
         for message in METHODS.get(name).parameter_problems(resolved):
             c.add(path, message)

@@ -1,0 +1,123 @@
+"""Every user mistake a careless or hostile user made (issue 13), at the command line: exit 2, a message
+naming the key, the bad value and what is allowed, and no traceback. One table; add a row per case.
+
+A row is (id, suite, overrides, expected fragment of the message). ``suite`` is a change to the tiny
+suite (a dict merged into it), or raw file content (``str``/``bytes``) for what YAML itself refuses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kdbench.cli import main
+from tests.conftest import tiny_suite
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+    f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+    for i in range(8)
+)
+SELF = {"teacher": "resnet8", "student": "resnet8", "self_distillation": True}
+
+CASES: list[tuple[str, Any, list[str], str]] = [
+    # names become folders: nothing may escape the results root
+    ("name-escapes", {"name": "../../ESCAPED"}, [], "is not a safe name"),
+    ("name-absolute", {"name": "/tmp/elsewhere"}, [], "is not a safe name"),
+    ("name-300-chars", {"name": "x" * 300}, [], "(300 characters)"),
+    ("name-nul", {"name": "a\x00b"}, [], "is not a safe name"),
+    # the file itself
+    ("yaml-bomb", BOMB, [], "expands to more than"),
+    ("deep-nesting", "seeds: " + "[" * 20_000 + "]" * 20_000 + "\n", [], "nested"),
+    ("not-utf8", b"name: caf\xe9\n", [], "not UTF-8"),
+    ("duplicate-top-level-key", "name: a\nname: b\n", [], "key 'name' appears twice"),
+    # YAML 1.1 reads 1e-3 as a string: every float spelling is a float
+    ("float-spelling-ok-but-lr-zero", {}, ["schedule.lr=0e0"], "schedule.lr: must be > 0, got 0.0"),
+    # parameter ranges
+    ("kd-temperature-zero", {"methods": {"KD": {"use": "kd", "kd": {"temperature": 0}}}}, [], "must be > 0"),
+    ("kd-temperature-nan", {}, ["methods.KD.kd.temperature=.nan"], "expected a finite number"),
+    ("kd-weight-negative", {}, ["methods.KD.kd.weight=-1"], "methods.KD.kd.weight: must be >= 0"),
+    ("ce-weight-negative", {}, ["methods.KD.ce_weight=-0.5"], "methods.KD.ce_weight: must be >= 0"),
+    ("lr-infinite", {}, ["schedule.lr=.inf"], "schedule.lr: expected a finite number"),
+    ("momentum-one", {}, ["schedule.momentum=1"], "schedule.momentum: must be < 1"),
+    ("nesterov-without-momentum", {}, ["schedule.momentum=0", "schedule.nesterov=true"], "needs momentum > 0"),
+    ("milestones-negative", {"schedule": {"epochs": 3, "milestones": [-1]}}, [], "counted from 1"),
+    ("milestones-out-of-order", {"schedule": {"epochs": 9, "milestones": [5, 2]}}, [], "strictly increasing"),
+    ("milestones-beyond-last-epoch", {"schedule": {"epochs": 3, "milestones": [5]}}, [], "beyond the last epoch"),
+    (
+        "srkd-reset-stages-beyond-the-model",
+        {"methods": {"SRKD": {"use": "srkd", "reset_stages": 7}}},
+        [],
+        "applies to no pair",
+    ),
+    # the suite's structure
+    ("same-model-pair-undeclared", {"pairs": [["resnet8", "resnet8"]]}, [], "for self-distillation say so"),
+    ("duplicate-pair", {"pairs": [SELF, SELF]}, [], "appears twice"),
+    ("empty-pairs", {"pairs": []}, [], "expected a non-empty list"),
+    ("exclude-unknown-model", {"excludes": [{"pair": ["resnet8", "resnet9000"]}]}, [], "Unknown model 'resnet9000'"),
+    ("exclude-one-model-pair", {"excludes": [{"pair": ["resnet8"]}]}, [], "expected [teacher, student]"),
+    ("exclude-unknown-label", {"excludes": [{"method": "KDD"}]}, [], "Unknown method label 'KDD'. Did you mean 'KD'?"),
+    (
+        "exclude-unknown-pair",
+        {
+            "teachers": {"resnet8": {}, "resnet14": {}},
+            "pairs": [SELF, ["resnet14", "resnet8"]],
+            "excludes": [{"pair": ["resnet14", "resnet14"]}],
+        },
+        [],
+        "is not a pair of the suite",
+    ),
+    ("unused-teacher", {"teachers": {"resnet8": {}, "resnet110": {}}}, [], "declared but no pair uses it"),
+    ("slash-in-label", {"methods": {"KD/T4": {"use": "kd"}}}, [], "no '/'"),
+    ("label-as-plain-string", {"methods": {"KD": "kd"}}, [], "write {use: kd}"),
+    # suggestions and blame
+    (
+        "typo-model-number",
+        {"teachers": {"resnet57": {}}, "pairs": [["resnet57", "resnet8"]]},
+        [],
+        "Did you mean 'resnet56'",
+    ),
+    ("override-typo-label", {}, ["methods.KDD.kd.temperature=2"], "Unknown method label 'KDD'. Did you mean 'KD'?"),
+    ("override-blamed-on-command-line", {}, ["schedule.lr=-1"], "(set on the command line: schedule.lr=-1)"),
+]
+
+
+@pytest.mark.parametrize(("suite", "overrides", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_a_mistake_exits_2_with_a_clear_message(
+    suite: Any, overrides: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = tmp_path / "suite.yaml"
+    if isinstance(suite, bytes):
+        path.write_bytes(suite)
+    elif isinstance(suite, str):
+        path.write_text(suite)
+    else:
+        path.write_text(yaml.safe_dump(tiny_suite(**suite), allow_unicode=True))
+    code = main(["plan", str(path), *overrides, "--results-dir", str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected in err
+    assert "Traceback" not in err and len(err) < 20_000
+    assert not (tmp_path / "results").exists() and not (tmp_path.parent / "ESCAPED").exists()
+
+
+@pytest.mark.parametrize("spelling", ["1e-3", "1E-3", "1.0e-3", ".001", "1e+0"])
+def test_every_float_spelling_is_a_float(spelling: str, tmp_path: Path) -> None:
+    from kdbench.suite import load_suite
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(tiny_suite()).replace("lr: 0.05", f"lr: {spelling}"))
+    suite = load_suite(path, [f"schedule.weight_decay={spelling}"])
+    assert suite.variants[0].schedule.lr == float(spelling) == suite.variants[0].schedule.weight_decay
+
+
+def test_a_quick_try_may_cut_epochs_below_the_milestones(tmp_path: Path) -> None:
+    """``schedule.epochs=2`` on a 180-epoch suite is deliberate: its later lr steps are never reached."""
+    from kdbench.suite import load_suite
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(tiny_suite(schedule={"epochs": 9, "milestones": [5, 8]})))
+    assert load_suite(path, ["schedule.epochs=2"]).variants[0].schedule.epochs == 2
