@@ -29,6 +29,7 @@ import yaml
 import kdbench
 from kdbench.data import DataSource, load_dataset
 from kdbench.data.loaders import make_loader
+from kdbench.methods import METHODS
 from kdbench.models import StagedModel, create_model
 from kdbench.models.checkpoint import load_crd_checkpoint, save_crd_checkpoint, sha256_of
 from kdbench.models.flops import count_flops, count_parameters
@@ -105,8 +106,15 @@ def make_loaders(spec: RunSpec, data: DataSource, device: torch.device) -> Loade
         channels_last=bool(spec.training.get("channels_last")),
         kind="tensor" if kind == "auto" else kind,
     )
+    # methods with a per-image memory (CRD) get each image's index in the training split with its batch
+    with_indices = any(METHODS.get(name).needs_indices for name, _ in spec.terms)
     train = make_loader(
-        data.train, train=True, augmentation=data.augmentation, seed=derive_seed(spec.seed, "data"), **common
+        data.train,
+        train=True,
+        augmentation=data.augmentation,
+        seed=derive_seed(spec.seed, "data"),
+        with_indices=with_indices,
+        **common,
     )
     return Loaders(train, make_loader(data.test, train=False, augmentation=None, seed=0, **common))
 
@@ -243,6 +251,7 @@ def _train(
         training=spec.training,
         seed=spec.seed,
         device=device,
+        data_facts={"train_labels": data.train.labels},
     )
     distiller, optimizer, init_optimizer, autocast = step.distiller, step.optimizer, step.init_optimizer, step.autocast
 
