@@ -2,9 +2,10 @@
 
 ``build_training_step`` takes the student and the (frozen) teacher and returns a ``TrainingStep``:
 the distiller on the device in the run's layout (``training.channels_last``), compiled or not
-(``training.compile``), its optimizers (SGD as in the CRD recipe; a second one for the init stage
-of two-stage methods), the autocast context of ``training.precision`` and the per-step function
-(CUDA-graph step marker, forward, backward, update, device-side bookkeeping in an ``EpochMeter``).
+(``training.compile``), its optimizers (``schedule.optimizer``: SGD as in the CRD recipe by
+default; a second one for the init stage of two-stage methods), the autocast context of
+``training.precision`` and the per-step function (CUDA-graph step marker, forward, backward,
+update, device-side bookkeeping in an ``EpochMeter``).
 The training loop and the benchmark both build their step here, so the benchmark cannot measure
 something other than what training runs.
 
@@ -26,6 +27,7 @@ import torch
 
 from kdbench.methods import Distiller, create_distiller
 from kdbench.models import StagedModel
+from kdbench.recipe import make_optimizer  # the schedule's optimizer: SGD (the CRD recipe), Adam, AdamW
 
 #: names of a tuple batch's elements, in order; a loader yielding indices yields (images, labels, indices)
 BATCH_FIELDS = ("images", "labels", "indices")
@@ -60,18 +62,6 @@ def configure_backends(training: Mapping[str, Any], device: torch.device) -> Non
         deterministic = bool(training.get("deterministic"))
         torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cudnn.deterministic = deterministic
-
-
-def make_optimizer(parameters: Any, schedule: Mapping[str, Any], device: torch.device) -> torch.optim.SGD:
-    """SGD as in the CRD recipe; the multi-tensor (foreach) update on CUDA, where it saves launches."""
-    return torch.optim.SGD(
-        parameters,
-        lr=schedule["lr"],
-        momentum=schedule["momentum"],
-        weight_decay=schedule["weight_decay"],
-        nesterov=schedule["nesterov"],
-        foreach=device.type == "cuda",
-    )
 
 
 def prepare_for_device(distiller: Distiller, training: Mapping[str, Any], device: torch.device) -> None:
@@ -186,9 +176,9 @@ class TrainingStep:
     """The distiller, its optimizers and autocast on one device; call it once per batch."""
 
     distiller: Distiller
-    optimizer: torch.optim.SGD
+    optimizer: torch.optim.Optimizer
     #: the init stage's optimizer of a two-stage method (FSP), else None
-    init_optimizer: torch.optim.SGD | None
+    init_optimizer: torch.optim.Optimizer | None
     autocast: Autocast
     device: torch.device
 
