@@ -229,3 +229,29 @@ def test_a_single_method_under_a_label_takes_its_parameters_beside_use(write_sui
     assert [dict(r.terms)["kd"]["temperature"] for r in runs] == [8.0, 2.0]
     message = problems_of(write_suite, tiny_suite(methods={"Hot": {"use": "kd", "temprature": 8}}))
     assert "methods.Hot.temprature: unknown key 'temprature'. Did you mean 'temperature'?" in message
+
+
+def test_a_pair_may_refine_its_students_schedule(write_suite) -> None:
+    """The CRD code trains MobileNetV2 and ShuffleNet students at lr 0.01: a pair's own schedule."""
+    document = tiny_suite(
+        teachers={"resnet8": {}, "resnet14": {}},
+        pairs=[
+            {"teacher": "resnet8", "student": "resnet8", "self_distillation": True},
+            {"teacher": "resnet14", "student": "resnet8", "schedule": {"lr": 0.01}},
+        ],
+    )
+    runs = plan(load_suite(write_suite(document)))
+    lr = {(r.pair_teacher, r.method): r.schedule["lr"] for r in runs if r.kind == "student"}
+    assert lr == {
+        ("resnet8", "Vanilla"): 0.05,
+        ("resnet8", "KD"): 0.05,
+        ("resnet14", "Vanilla"): 0.01,
+        ("resnet14", "KD"): 0.01,
+    }
+    assert {r.schedule["lr"] for r in runs if r.kind == "teacher"} == {0.05}
+    assert "pairs[0].schedule.lr" in problems_of(
+        write_suite,
+        tiny_suite(
+            pairs=[{"teacher": "resnet8", "student": "resnet8", "self_distillation": True, "schedule": {"lr": -1}}]
+        ),
+    )

@@ -38,8 +38,12 @@ def _params(spec, full: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdbench.preflight import check_before_training
+
     suite, runs = plan_from_args(args)
     store = store_from_args(args)
+    # what the suite points at (teacher files) is checked here too: plan is where a user looks first
+    check_before_training(runs.runs, suite.source, local=False)
     rows = []
     for spec in runs:
         status = NOT_APPLICABLE if spec.not_applicable else store.status(spec.run_id)

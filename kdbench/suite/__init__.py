@@ -59,7 +59,7 @@ TOP_LEVEL_KEYS = {
     "seeds": "list of integer seeds",
     "teachers": "{model: {checkpoint: PATH} or {seed: N, schedule: {...}}}",
     "teacher_checkpoints": "a folder of CRD-format teachers (<name>_vanilla/ckpt_epoch_240.pth) used by every teacher",
-    "pairs": "list of [teacher, student]",
+    "pairs": "list of [teacher, student], or {teacher, student, schedule: {...}, self_distillation: true}",
     "methods": "{label: {use: method or [methods], <method>: {params}, ce_weight: x}}",
     "sweeps": "{key.path: [values, ...]}: a grid over any parameter",
     "excludes": "list of {pair: [t, s], method: label, seed: n}",
@@ -122,6 +122,7 @@ def _variant(swept: dict[str, Any], document: dict, c: Collector, shortened: boo
     dataset = resolve_dataset(document.get("dataset"), c)
     schedule = resolve_schedule(document.get("schedule"), c, "schedule", shortened)
     teachers = resolve_teachers(document.get("teachers"), document.get("teacher_checkpoints"), schedule, c)
+    pairs, pair_schedules = resolve_pairs(document.get("pairs"), teachers, schedule, c, shortened)
     variant = SuiteVariant(
         swept=swept,
         dataset=dataset or DatasetConfig("", ()),
@@ -129,9 +130,10 @@ def _variant(swept: dict[str, Any], document: dict, c: Collector, shortened: boo
         training=resolve_training(document.get("training"), c),
         seeds=resolve_seeds(document.get("seeds"), c),
         teachers=teachers,
-        pairs=resolve_pairs(document.get("pairs"), teachers, c),
+        pairs=pairs,
         methods=resolve_methods(document.get("methods"), c),
         excludes=resolve_excludes(document.get("excludes"), c),
+        pair_schedules=pair_schedules,
     )
     if not c.problems:
         _check_across_sections(variant, document, c)

@@ -63,9 +63,9 @@ def plan(suite) -> Plan:  # suite: kdbench.suite.Suite
     for variant in suite.variants:
         by_name = {t.name: t for t in variant.teachers}
         dataset = variant.dataset.as_dict()
-        schedule = variant.schedule.as_dict()
         training = variant.training.as_dict()
         for teacher, student in variant.pairs:
+            schedule = variant.student_schedule(teacher, student).as_dict()
             source = by_name[teacher]
             teacher_spec = None if source.checkpoint else _teacher_run(source, variant, suite.name)
             if teacher_spec is not None:  # only teachers of some pair are trained

@@ -180,6 +180,11 @@ class SuiteVariant:
     pairs: tuple[tuple[str, str], ...]
     methods: tuple[MethodConfig, ...]
     excludes: tuple[Exclude, ...] = field(default=())
+    #: a pair's own student schedule, where it sets one (the CRD code's lr 0.01 for MobileNetV2 students)
+    pair_schedules: Mapping[tuple[str, str], Schedule] = field(default_factory=dict)
+
+    def student_schedule(self, teacher: str, student: str) -> Schedule:
+        return self.pair_schedules.get((teacher, student), self.schedule)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,22 +402,34 @@ def resolve_teachers(teachers: Any, checkpoint_dir: Any, schedule: Schedule, c: 
     return tuple(resolved)
 
 
-def resolve_pairs(pairs: Any, teachers: tuple[TeacherConfig, ...], c: Collector) -> tuple[tuple[str, str], ...]:
-    """``[teacher, student]`` entries, or ``{teacher: X, student: X, self_distillation: true}`` for a model
-    distilled into itself (refused unless declared, since it is usually a typo)."""
+def resolve_pairs(
+    pairs: Any, teachers: tuple[TeacherConfig, ...], schedule: Schedule, c: Collector, shortened: bool = False
+) -> tuple[tuple[tuple[str, str], ...], dict[tuple[str, str], Schedule]]:
+    """``[teacher, student]`` entries, or mappings ``{teacher: X, student: Y, schedule: {lr: 0.01},
+    self_distillation: true}``: ``schedule`` refines the suite's for this pair's students (its teacher
+    keeps its own), ``self_distillation`` declares a model distilled into itself (refused otherwise, since
+    it is usually a typo). Returns the pairs and the pairs' own schedules."""
+    own_schedules: dict[tuple[str, str], Schedule] = {}
     if pairs is None:
-        return ()
+        return (), own_schedules
     if not isinstance(pairs, list) or not pairs:
         c.add("pairs", f"expected a non-empty list of [teacher, student], got {describe(pairs)}")
-        return ()
+        return (), own_schedules
     known = {t.name for t in teachers}
     resolved: list[tuple[str, str]] = []
     for i, pair in enumerate(pairs):
         path = f"pairs[{i}]"
         self_distillation = False
+        pair_schedule = None
         if isinstance(pair, Mapping):
-            c.unknown_keys(path, pair, ["teacher", "student", "self_distillation"])
+            c.unknown_keys(path, pair, ["teacher", "student", "schedule", "self_distillation"])
             self_distillation = pair.get("self_distillation", False) is True
+            if pair.get("schedule") is not None:
+                own = pair["schedule"]
+                if not isinstance(own, Mapping) or "preset" in own:
+                    c.add(f"{path}.schedule", f"expected a mapping of schedule keys (no preset), got {describe(own)}")
+                else:
+                    pair_schedule = resolve_schedule({**schedule.as_dict(), **own}, c, f"{path}.schedule", shortened)
             pair = [pair.get("teacher"), pair.get("student")]
         if not isinstance(pair, list) or len(pair) != 2:
             c.add(path, f"expected [teacher, student], got {describe(pair)}")
@@ -437,7 +454,9 @@ def resolve_pairs(pairs: Any, teachers: tuple[TeacherConfig, ...], c: Collector)
             )
         elif teacher is not None and student is not None:
             resolved.append((teacher, student))
-    return tuple(resolved)
+            if pair_schedule is not None:
+                own_schedules[(teacher, student)] = pair_schedule
+    return tuple(resolved), own_schedules
 
 
 def resolve_methods(methods: Any, c: Collector) -> tuple[MethodConfig, ...]:
