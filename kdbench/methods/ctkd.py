@@ -25,7 +25,10 @@ temperature_min 1 (``--t_start``), temperature_range 20 (``--t_end``), reversal_
 ``--decay_min``), curriculum_epochs 10 (``--decay_loops``). ``logit_standardize: true`` z-scores both
 logits first, as logit standardisation's ``CTKD/distiller_zoo/KD.py`` (``DistillKL_logit_stand``).
 
-Deliberate differences: theta is a 0-d parameter (the reference's has shape (1,)); only the
+Deliberate differences: the KL takes the teacher's log-probabilities from ``log_softmax`` instead of
+``kl_div``'s log of the probabilities (the same value up to rounding): the reference's gradient in
+tau is NaN wherever a teacher probability underflows to 0 (a teacher with large logits, such as an
+untrained one); theta is a 0-d parameter (the reference's has shape (1,)); only the
 reference's global temperature (``--mlp_name global``) with the cosine curriculum is implemented, not
 its instance-wise temperature or the linear curriculum; CTKD on top of other methods (its DKD, CRD
 rows) is ``use: [ctkd, <method>]`` with the method's own fixed-temperature loss beside it, not the
@@ -38,13 +41,29 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from kdbench.methods import METHODS
-from kdbench.methods.base import DistillLoss
-from kdbench.methods.kd import kd_loss
+from kdbench.methods.base import DistillLoss, full_precision
 from kdbench.methods.logit_standardization import maybe_standardize
 from kdbench.models.base import Features, StagedModel
+
+
+@full_precision
+def learnt_temperature_kd(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: torch.Tensor
+) -> torch.Tensor:
+    """tau^2 * KL(softmax(z_T / tau) || softmax(z_S / tau)), batch mean, differentiable in tau.
+
+    The teacher's log-probabilities come from ``log_softmax``: ``kl_div`` takes the log of the target
+    probabilities, whose gradient is -inf (and the temperature's NaN) wherever a teacher probability
+    underflows to 0, as it does for a teacher with large logits.
+    """
+    log_p_student = F.log_softmax(student_logits / temperature, dim=1)
+    log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
+    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=1).mean()
+    return kl * temperature**2
 
 
 class _ReverseGradient(torch.autograd.Function):
@@ -141,4 +160,5 @@ class CTKD(DistillLoss):
 
     def forward(self, student: Features, teacher: Features, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         student_logits, teacher_logits = maybe_standardize(student.logits, teacher.logits, self.logit_standardize)
-        return {"ctkd": self.weight * kd_loss(student_logits, teacher_logits, self.current_temperature())}
+        temperature = self.current_temperature()
+        return {"ctkd": self.weight * learnt_temperature_kd(student_logits, teacher_logits, temperature)}

@@ -258,3 +258,11 @@ def test_warmup_counts_main_stage_epochs_after_an_init_stage() -> None:
     for loop_epoch, factor in [(0, 0.25), (1, 0.25), (2, 0.25), (3, 0.5), (5, 1.0)]:
         distiller.set_epoch(loop_epoch)
         assert float(distiller.terms["dkd"].warmup_scale) == factor
+
+
+def test_ctkd_temperature_gradient_stays_finite_where_teacher_probabilities_underflow() -> None:
+    distiller = ctkd_distiller()
+    term = distiller.terms["ctkd"]
+    teacher = 2000.0 * TEACHER.float()  # softmax(z / tau) is exactly 0 for most classes in float32
+    term(features_with(STUDENT.float()), features_with(teacher), LABELS)["ctkd"].backward()
+    assert torch.isfinite(term.temperature.theta.grad)
