@@ -1,4 +1,7 @@
-"""``kdbench report``: a suite's results in the paper's layout, beside the paper's numbers, with plots."""
+"""``kdbench report``: a suite's results in the paper's layout, beside the paper's numbers, with plots.
+
+pandas, seaborn and the report modules are imported inside the handler, so ``kdbench --help`` stays instant.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +9,32 @@ import argparse
 import sys
 
 from kdbench.cli.common import UserError, add_command, add_suite_arguments, plan_from_args, store_from_args
-from kdbench.results.report import FORMATS, VALUES, Report, build_report, write_report
-from kdbench.results.store import ResultStore, results_frame
+
+#: the renderings (kdbench.results.report.FORMATS; a test keeps the two equal)
+FORMATS = ("markdown", "latex", "csv")
 
 
 def register(subparsers) -> None:
     parser = add_command(
         subparsers,
         "report",
-        help="the suite's table in the paper's layout, the paper's numbers and our deltas, plots, runs.csv",
+        help="the suite's table in the paper's layout, ties and paired differences, the paper's numbers, plots",
         description="Aggregate the suite's runs over seeds into the paper's layout (methods x pairs, "
-        "mean ± std (n) per cell, the best student in bold, NA where a method does not apply, unfinished runs "
-        "shown as such), hold it against the paper's published table and write report.md, report.tex, "
-        "report.csv, runs.csv (one row per run) and plots/ under --out. Prints the --format one.",
-        example="kdbench report suites/cifar100.yaml --against crd --metric best",
+        "mean ± std (n) per cell, NA where a method does not apply, unfinished runs shown as such), bold every "
+        "method tied with the column's highest mean (paired t-test over seeds), the paired differences to a "
+        "reference row with 95%% intervals, the paper's published table with each cell's protocol and our "
+        "deltas, the reproduction gap, and write report.md, report.tex, report.csv, runs.csv (one row per run) "
+        "and plots/ under --out. Each file's header records how it was made; reports with other overrides, "
+        "metrics or options get other file names (report-best.md, ...). Prints the --format one.",
+        example="kdbench report suites/cifar100.yaml schedule.preset=crd --against crd",
     )
     add_suite_arguments(parser)
     parser.add_argument("--format", choices=FORMATS, default="markdown", help="what to print")
     parser.add_argument(
-        "--metric", choices=VALUES, default="last", help="accuracy of the last epoch (as the CRD code reports) or best"
+        "--metric",
+        default="last",
+        help="last (the last epoch, as the CRD code reports), best (best test epoch), selected (the epoch "
+        "chosen on a validation split), or any metric the runs store, e.g. weighted_f1 or top1_selected",
     )
     parser.add_argument(
         "--against",
@@ -33,33 +43,73 @@ def register(subparsers) -> None:
         help="paper table(s) to compare with, e.g. srkd/table1, or a paper (crd: all its tables); repeatable; "
         "'none' for no comparison (default: the suite's `reproduces`)",
     )
+    parser.add_argument(
+        "--against-row",
+        default=None,
+        metavar="ROW",
+        help="the row paired differences are taken to (default: Vanilla), e.g. KD",
+    )
+    parser.add_argument(
+        "--alpha", type=float, default=0.05, help="significance level of the paired t-test that decides ties"
+    )
+    parser.add_argument(
+        "--bootstrap", action="store_true", help="also a percentile bootstrap interval over seeds for each difference"
+    )
     parser.add_argument("--out", default=None, help="where to write the files (default: <results root>/<suite name>/)")
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="base name of the files (NAME.md, NAME.tex, NAME.csv, NAME-runs.csv, NAME-plots/); default: report "
+        "plus a suffix naming the non-default options",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the plots (seaborn is the slow part)")
     parser.set_defaults(handler=run)
 
 
-def make_report(args: argparse.Namespace, suite, runs, store: ResultStore) -> tuple[Report, object]:
-    """The report and the frame it came from; a bad --against or an empty suite is a user error."""
+def _provenance(args: argparse.Namespace, store):
+    import kdbench
+    from kdbench.results.report import DEFAULT_REFERENCE_ROW, Provenance
+
+    against = getattr(args, "against", None)
+    return Provenance(
+        kdbench_version=kdbench.__version__,
+        results_root=str(store.root),
+        overrides=tuple(getattr(args, "overrides", ()) or ()),
+        metric=getattr(args, "metric", "last"),
+        against=tuple(a for a in against if a.lower() != "none") if against else None,
+        reference_row=getattr(args, "against_row", None) or DEFAULT_REFERENCE_ROW,
+        alpha=getattr(args, "alpha", 0.05),
+        bootstrap=getattr(args, "bootstrap", False),
+    )
+
+
+def make_report(args: argparse.Namespace, suite, runs, store):
+    """The report and the frame it came from; a bad --against, --metric or an empty suite is a user error."""
+    from kdbench.results.report import build_report
+    from kdbench.results.store import results_frame
+
     frame = results_frame(runs, store)
     if "reproduces" not in frame.columns:
         frame.insert(min(2, len(frame.columns)), "reproduces", suite.reproduces)
-    against = getattr(args, "against", None)
-    if against and any(a.lower() == "none" for a in against):
-        against = []
+    provenance = _provenance(args, store)
     try:
         report = build_report(
             frame,
-            against=against,
-            value=getattr(args, "metric", "last"),
+            against=list(provenance.against) if provenance.against is not None else None,
+            metric=provenance.metric,
             suite=suite.name,
             reproduces=suite.reproduces,
+            reference_row=getattr(args, "against_row", None),
+            alpha=provenance.alpha,
+            bootstrap=provenance.bootstrap,
+            provenance=provenance,
         )
     except ValueError as error:
         raise UserError(str(error)) from None
     return report, frame
 
 
-def print_summary_table(args: argparse.Namespace, runs, store: ResultStore) -> None:
+def print_summary_table(args: argparse.Namespace, runs, store) -> None:
     """After ``kdbench run``: the suite's table in Markdown, no files written."""
     from kdbench.cli.common import load_suite_from_args
 
@@ -68,20 +118,28 @@ def print_summary_table(args: argparse.Namespace, runs, store: ResultStore) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kdbench.results.report import write_report
+
     suite, runs = plan_from_args(args)
     store = store_from_args(args)
     report, frame = make_report(args, suite, runs, store)
-    out = store.suite_dir(suite.name) if args.out is None else args.out
-    written = write_report(report, frame, out)
+    out = Path(store.suite_dir(suite.name) if args.out is None else args.out)
+    written = write_report(report, frame, out, name=args.name)
     sys.stdout.write(report.render(args.format))
-    lines = [f"wrote {', '.join(p.name for p in written.values())} under {out}"]
+    from kdbench.explain.tables import explain_section  # kdbench explain's score tables, where they exist
+
+    sys.stdout.write(explain_section(store.suite_dir(suite.name), written.get("markdown"), args.format))
+    files = [p.name for key, p in written.items() if key != "plots"]
+    lines = [f"wrote {', '.join(files)} under {out}"]
     if not args.no_plots:
         from kdbench.results.plots import curve_runs, curves_frame, plot_all
 
         curves = curves_frame(store.run_dir(run_id) for run_id in curve_runs(frame))
-        summary = plot_all(frame, report, out, curves)
+        summary = plot_all(frame, report, out, curves, plots_dir=written["plots"])
         names = sorted({p.stem for p in summary.written})
-        lines.append(f"plots: {', '.join(names) or 'none'} (PNG and PDF under {out}/plots)")
+        lines.append(f"plots: {', '.join(names) or 'none'} (PNG and PDF under {written['plots']})")
         lines += [f"  skipped {name}: {reason}" for name, reason in summary.skipped.items()]
     print("\n".join(lines), file=sys.stderr)
     return 0

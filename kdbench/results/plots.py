@@ -1,31 +1,34 @@
 """Figures of a suite's results with seaborn (Agg backend), each written as PNG and PDF under ``<out>/plots/``.
 
-- ``sweep-<key>``: accuracy against a swept parameter (Fig. 7: lambda), log x, one line per pair, error bars
-  = std over seeds.
-- ``methods``: one bar per method and pair with std error bars (Table 4's stage ablation, or any table).
-- ``curves``: per-epoch test loss and top-1 (Figs. 4 and 5: Vanilla, KD, SRKD for each teacher), mean over
-  seeds with a std band, lr steps marked as vertical lines; read from each run's ``metrics.jsonl``.
+- ``sweep-<key>``: the report's metric against a swept parameter (Fig. 7: lambda), log x where the
+  values spread over a decade or more, one line per pair, error bars = std over seeds.
+- ``methods``: one bar per method and pair with std error bars (Table 4's stage ablation, or any
+  table); the teacher as a dashed line, the y axis never beyond 100% for accuracies.
+- ``curves``: per-epoch test loss and top-1 of every student row (Figs. 4 and 5 show Vanilla, KD and
+  SRKD), mean over seeds with a shaded std band, the lr steps as dashed lines; integer epoch ticks;
+  read from each run's ``metrics.jsonl``.
 - ``delta-<paper table>``: a methods x pairs heatmap of ours minus the paper's.
 
-Only the plots the data support are drawn; ``PlotSummary.skipped`` says why the others were not.
+Every title says what is plotted and over how many seeds. Only the plots the data support are drawn;
+``PlotSummary.skipped`` says why the others were not. A new plot is a function ``(frame, report,
+curves, plots_dir, summary)`` appended to ``PLOTS``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from kdbench.results.report import METRIC_NAMES, Report, pair_label, row_labels
+from kdbench.results.report import Report, is_accuracy, metric_label, pair_label, row_labels
 
-# The methods of the paper's Figs. 4 and 5; other suites show all their methods (up to CURVE_METHODS_MAX).
-CURVE_METHODS = ("Vanilla", "KD", "SRKD")
-CURVE_METHODS_MAX = 6
 CURVE_COLUMNS = ("run_id", "epoch", "phase", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "test_top5")
+# Students whose runs can have curves: not those that never started or do not apply.
+_NO_CURVES = ("na", "pending", "blocked")
 
 
 @dataclass
@@ -56,16 +59,10 @@ def curves_frame(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
     return frame
 
 
-def _curve_labels(labels: Iterable[str]) -> list[str]:
-    labels = list(dict.fromkeys(labels))
-    return [label for label in labels if label in CURVE_METHODS] or labels[:CURVE_METHODS_MAX]
-
-
 def curve_runs(frame: pd.DataFrame) -> list[str]:
-    """The run ids whose per-epoch metrics the curves plot shows: read only those ``metrics.jsonl`` files."""
-    students = frame[frame["kind"].eq("student") & ~frame["status"].isin(["na", "pending"])]
-    labels = row_labels(students)
-    return list(dict.fromkeys(students.loc[labels.isin(_curve_labels(labels)), "run_id"]))
+    """The run ids whose per-epoch metrics the curves plot shows (every student row's started runs)."""
+    students = frame[frame["kind"].eq("student") & ~frame["status"].isin(_NO_CURVES)]
+    return list(dict.fromkeys(students["run_id"]))
 
 
 def _pyplot():
@@ -91,10 +88,7 @@ def _save(figure, plots_dir: Path, name: str, summary: PlotSummary) -> None:
 
 def _finished_students(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     students = frame[frame["kind"].eq("student") & frame["status"].eq("done") & frame[column].notna()]
-    return students.assign(
-        row=row_labels(students),
-        pair=_pair_labels(students),
-    )
+    return students.assign(row=row_labels(students), pair=_pair_labels(students))
 
 
 def _pair_labels(frame: pd.DataFrame) -> list[str]:
@@ -102,10 +96,32 @@ def _pair_labels(frame: pd.DataFrame) -> list[str]:
     return [pair_label(t, s) for t, s in zip(teachers, frame["student"], strict=True)]
 
 
-def plot_sweeps(frame: pd.DataFrame, column: str, plots_dir: Path, summary: PlotSummary) -> None:
-    """Accuracy against each numeric swept key (Fig. 7), one line per pair, error bars = std over seeds."""
+def _seeds_phrase(data: pd.DataFrame) -> str:
+    """'3 seeds' or '1-3 seeds': how many seeds each plotted point is a mean of."""
+    keys = [c for c in ("row", "pair", "x") if c in data.columns]
+    counts = data.groupby(keys)["seed"].nunique() if keys else pd.Series(dtype=int)
+    if counts.empty:
+        return "no seeds"
+    low, high = int(counts.min()), int(counts.max())
+    return f"{low if low == high else f'{low}-{high}'} seed{'s' if high > 1 else ''}"
+
+
+def _value_label(report: Report, metric: str) -> str:
+    epoch = {"last": "last epoch", "best": "best test epoch", "selected": "selected epoch"}.get(report.value or "", "")
+    unit = " (%)" if is_accuracy(metric) else ""
+    return f"{metric_label(metric)}{unit}" + (f", {epoch}" if epoch else "")
+
+
+def _main_metric(report: Report) -> tuple[str, str]:
+    metric = report.metrics[0]
+    return metric, report.metric_columns.get(metric, f"{metric}_{report.value}")
+
+
+def plot_sweeps(frame: pd.DataFrame, report: Report, curves, plots_dir: Path, summary: PlotSummary) -> None:
+    """The metric against each numeric swept key (Fig. 7), one line per pair, error bars = std over seeds."""
     import seaborn as sns
 
+    metric, column = _main_metric(report)
     done = _finished_students(frame, column)
     points = done["sweep"].fillna("{}").map(json.loads)
     keys = list(dict.fromkeys(k for point in points for k in point))
@@ -127,16 +143,26 @@ def plot_sweeps(frame: pd.DataFrame, column: str, plots_dir: Path, summary: Plot
         )  # fmt: skip
         if (data["x"] > 0).all() and data["x"].max() / data["x"].min() >= 10:
             axis.set_xscale("log")
+        short = ".".join(key.split(".")[-2:])
         axis.set_xlabel(key.removeprefix("methods."))
-        axis.set_ylabel(_accuracy_label(column))
-        axis.set_title(f"{_suite(frame)}: accuracy against {'.'.join(key.split('.')[-2:])}")
+        axis.set_ylabel(_value_label(report, metric))
+        axis.set_title(f"{report.suite}: {metric_label(metric)} against {short}\nmean ± std over {_seeds_phrase(data)}")
         _save(figure, plots_dir, name, summary)
 
 
-def plot_methods(frame: pd.DataFrame, column: str, plots_dir: Path, summary: PlotSummary) -> None:
-    """Bars: each method's mean over seeds per pair, std error bars (the stage ablation of Table 4)."""
-    import seaborn as sns
+def _teacher_levels(report: Report, metric: str) -> dict[str, float]:
+    """Each pair's teacher mean (the report's Teacher row), by pair label."""
+    cells = report.cells
+    teachers = cells[cells["is_teacher"] & cells["metric"].eq(metric) & cells["mean"].notna()]
+    return dict(zip(teachers["pair"], teachers["mean"], strict=True))
 
+
+def plot_methods(frame: pd.DataFrame, report: Report, curves, plots_dir: Path, summary: PlotSummary) -> None:
+    """Bars: each method's mean over seeds per pair, std error bars, the teacher as a dashed line."""
+    import seaborn as sns
+    from matplotlib.lines import Line2D
+
+    metric, column = _main_metric(report)
     done = _finished_students(frame, column)
     if done.empty:
         summary.skipped["methods"] = "no finished student runs"
@@ -144,45 +170,66 @@ def plot_methods(frame: pd.DataFrame, column: str, plots_dir: Path, summary: Plo
     plt = _pyplot()
     order = list(dict.fromkeys(done["row"]))
     pairs = list(dict.fromkeys(done["pair"]))
+    teacher = _teacher_levels(report, metric)
     grid = sns.catplot(
         data=done, kind="bar", x="row", y=column, col="pair", col_order=pairs, order=order, errorbar="sd",
         col_wrap=min(3, len(pairs)), height=3.5, aspect=max(1.0, len(order) / 5), sharey=False, capsize=0.2,
     )  # fmt: skip
-    for axis in grid.axes.flat:
+    spread = done.groupby(["pair", "row"])[column].agg(["mean", "std"]).fillna(0.0)
+    for pair, axis in zip(pairs, grid.axes.flat, strict=False):
         axis.tick_params(axis="x", labelbottom=True)
         plt.setp(axis.get_xticklabels(), rotation=40, ha="right", rotation_mode="anchor")
-        low = done[column].min()
-        axis.set_ylim(bottom=max(0.0, np.floor(low - 2)))
-    grid.set_axis_labels("", _accuracy_label(column))
+        here = spread.loc[pair]
+        low, high = float((here["mean"] - here["std"]).min()), float((here["mean"] + here["std"]).max())
+        if pair in teacher:
+            axis.axhline(teacher[pair], color="black", linestyle="--", linewidth=1.0)
+            low, high = min(low, teacher[pair]), max(high, teacher[pair])
+        margin = max(0.5, 0.15 * (high - low))
+        top = high + margin
+        if is_accuracy(metric):
+            top = min(100.0, top)
+        axis.set_ylim(bottom=max(0.0, np.floor(low - margin)), top=top)
+    grid.set_axis_labels("", _value_label(report, metric))
     grid.set_titles("{col_name}")
+    handles = [Line2D([], [], color="black", linestyle="--", label="teacher")] if teacher else []
+    handles.append(Line2D([], [], color="black", marker="|", linestyle="", markersize=10, label="± std over seeds"))
+    grid.figure.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    grid.figure.suptitle(
+        f"{report.suite}: {_value_label(report, metric)} per method\nmean over {_seeds_phrase(done)}", y=1.08
+    )
     _save(grid.figure, plots_dir, "methods", summary)
 
 
-def plot_curves(frame: pd.DataFrame, curves: pd.DataFrame | None, plots_dir: Path, summary: PlotSummary) -> None:
-    """Per-epoch test loss and top-1 for each pair (Figs. 4 and 5), lr steps as vertical lines."""
+def plot_curves(frame: pd.DataFrame, report: Report, curves, plots_dir: Path, summary: PlotSummary) -> None:
+    """Per-epoch test loss and top-1 of every student row for each pair (Figs. 4 and 5), lr steps dashed."""
     import seaborn as sns
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     if curves is None or curves.empty:
         summary.skipped["curves"] = "no per-epoch metrics (metrics.jsonl) found for the suite's runs"
         return
     students = frame[frame["kind"].eq("student")]
-    runs = students.assign(row=row_labels(students))[["run_id", "row", "teacher", "student"]]
+    runs = students.assign(row=row_labels(students))[["run_id", "row", "teacher", "student", "seed"]]
     data = curves.merge(runs, on="run_id")
     if "phase" in data and data["phase"].notna().any():
         data = data[data["phase"].fillna("main").eq("main")]
     if data.empty:
         summary.skipped["curves"] = "no per-epoch metrics for student runs"
         return
-    chosen = _curve_labels(data["row"])
-    data = data[data["row"].isin(chosen)]
+    chosen = [row for row in report.rows if row in set(data["row"])] or list(dict.fromkeys(data["row"]))
     data = data.assign(pair=_pair_labels(data))
     long = data.melt(
-        id_vars=["run_id", "row", "pair", "epoch", "lr"], value_vars=["test_loss", "test_top1"], var_name="measure"
-    )
+        id_vars=["run_id", "row", "pair", "epoch", "lr", "seed"], value_vars=["test_loss", "test_top1"],
+        var_name="measure",
+    )  # fmt: skip
     pairs = list(dict.fromkeys(data["pair"]))
+    palette = sns.color_palette("tab10" if len(chosen) <= 10 else "husl", len(chosen))
     grid = sns.relplot(
         data=long, kind="line", x="epoch", y="value", hue="row", hue_order=chosen, row="measure",
         col="pair", col_order=pairs, errorbar="sd", height=3, aspect=1.3, facet_kws={"sharey": "row"},
+        palette=palette, legend=False,
     )  # fmt: skip
     # the lr steps: epochs where the learning rate differs from the epoch before
     schedule = data.groupby("epoch")["lr"].first().sort_index()
@@ -190,16 +237,22 @@ def plot_curves(frame: pd.DataFrame, curves: pd.DataFrame | None, plots_dir: Pat
     for axis in grid.axes.flat:
         for epoch in steps:
             axis.axvline(epoch - 0.5, color="grey", linestyle="--", linewidth=0.8)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     grid.set_titles("{col_name}")
     for (measure, _), axis in grid.axes_dict.items():
         axis.set_ylabel("test loss" if measure == "test_loss" else "test top-1 (%)")
         if measure != "test_loss":
             axis.set_title("")
-    grid.legend.set_title("")
+    handles = [Line2D([], [], color=color, label=row) for row, color in zip(chosen, palette, strict=True)]
+    handles.append(Patch(color="grey", alpha=0.25, label="± std over seeds"))
+    if len(steps):
+        handles.append(Line2D([], [], color="grey", linestyle="--", linewidth=0.8, label="lr step"))
+    grid.figure.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    grid.figure.suptitle(f"{report.suite}: test loss and top-1 per epoch, mean over {_seeds_phrase(data)}", y=1.03)
     _save(grid.figure, plots_dir, "curves", summary)
 
 
-def plot_deltas(report: Report, plots_dir: Path, summary: PlotSummary) -> None:
+def plot_deltas(frame: pd.DataFrame, report: Report, curves, plots_dir: Path, summary: PlotSummary) -> None:
     """Ours minus the paper's, methods x pairs, one heatmap per paper table held against the suite."""
     import seaborn as sns
 
@@ -225,31 +278,31 @@ def plot_deltas(report: Report, plots_dir: Path, summary: PlotSummary) -> None:
         )  # fmt: skip
         axis.set_xticklabels(axis.get_xticklabels(), rotation=30, ha="right")
         axis.set_yticklabels(axis.get_yticklabels(), rotation=0)
-        axis.set_title(f"{report.suite} vs {paper.id}: {' and '.join(METRIC_NAMES[m] for m in report.metrics)}")
+        metrics = " and ".join(metric_label(m) for m in report.metrics)
+        axis.set_title(f"{report.suite} vs {paper.id}: {metrics}, ours = mean {report.seeds_phrase()}")
         axis.set_ylabel("")
         _save(figure, plots_dir, name, summary)
 
 
-def _accuracy_label(column: str) -> str:
-    metric, _, value = column.partition("_")
-    return f"{METRIC_NAMES.get(metric, metric)} (%), {value} epoch"
+PlotFunction = Callable[[pd.DataFrame, Report, "pd.DataFrame | None", Path, PlotSummary], None]
+#: every plot of a report, in order; each skips itself (with a reason) where the data do not support it
+PLOTS: list[PlotFunction] = [plot_sweeps, plot_methods, plot_curves, plot_deltas]
 
 
-def _suite(frame: pd.DataFrame) -> str:
-    values = frame["suite"].dropna() if "suite" in frame else pd.Series(dtype=object)
-    return str(values.iloc[0]) if len(values) else "results"
-
-
-def plot_all(frame: pd.DataFrame, report: Report, out: str | Path, curves: pd.DataFrame | None = None) -> PlotSummary:
-    """Every plot the data support, under ``<out>/plots/``."""
+def plot_all(
+    frame: pd.DataFrame,
+    report: Report,
+    out: str | Path,
+    curves: pd.DataFrame | None = None,
+    *,
+    plots_dir: str | Path | None = None,
+) -> PlotSummary:
+    """Every plot the data support, under ``plots_dir`` (default ``<out>/plots/``)."""
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", context="paper")
-    plots_dir = Path(out) / "plots"
+    directory = Path(plots_dir) if plots_dir is not None else Path(out) / "plots"
     summary = PlotSummary()
-    column = f"top1_{report.value}"
-    plot_sweeps(frame, column, plots_dir, summary)
-    plot_methods(frame, column, plots_dir, summary)
-    plot_curves(frame, curves, plots_dir, summary)
-    plot_deltas(report, plots_dir, summary)
+    for plot in PLOTS:
+        plot(frame, report, curves, directory, summary)
     return summary

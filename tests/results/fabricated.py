@@ -16,8 +16,12 @@ NAN = math.nan
 COLUMNS = [
     "run_id", "suite", "reproduces", "dataset", "kind", "teacher", "student", "method", "terms", "params", "sweep",
     "seed", "status", "na_reason", "top1_last", "top5_last", "top1_best", "top5_best", "test_loss_last", "epochs",
-    "wall_time_s", "student_params", "student_flops", "teacher_top1",
+    "wall_time_s", "student_params", "student_flops", "teacher_top1", "schedule",
 ]  # fmt: skip
+# the srkd-cifar preset (SRKD paper 3.1) and the CRD code's schedule, as a run's spec stores them
+SRKD_CIFAR = {"epochs": 180, "batch_size": 64, "lr": 0.05, "milestones": [90, 120, 150], "lr_decay": 0.1,
+              "momentum": 0.9, "weight_decay": 5.0e-4, "nesterov": False}  # fmt: skip
+CRD_SCHEDULE = {**SRKD_CIFAR, "epochs": 240, "milestones": [150, 180, 210]}
 TERMS = {"Teacher": "vanilla", "Vanilla": "vanilla", "KD": "kd", "FSP": "fsp", "SRKD": "kd+srkd", "KD+SRKD": "kd+srkd"}
 
 
@@ -36,12 +40,14 @@ def record(
     suite: str = "golden",
     reproduces: str = "srkd/table1",
     dataset: str = "cifar100",
+    schedule: dict | None = None,
 ) -> dict:
     """One frame row; ``status`` defaults to done when a top-1 is given, else pending."""
     status = status or ("done" if not math.isnan(top1) else "pending")
     done = status == "done"
     sweep_text = json.dumps(sweep or {}, sort_keys=True)
     kind = "teacher" if method == "Teacher" else "student"
+    schedule = schedule or SRKD_CIFAR
     return {
         "run_id": run_id or f"{method}-{teacher}-{student}-{seed}-{sweep_text}",
         "suite": suite,
@@ -63,11 +69,12 @@ def record(
         "top1_best": top1 + 0.25 if done else NAN,
         "top5_best": top5 + 0.25 if done else NAN,
         "test_loss_last": 1.0 if done else NAN,
-        "epochs": 180 if done else NAN,
+        "epochs": schedule["epochs"] if done else NAN,
         "wall_time_s": 3600.0 if done else NAN,
         "student_params": 1.0e5,
         "student_flops": 4.0e7,
         "teacher_top1": teacher_top1 if done and kind == "student" else NAN,
+        "schedule": json.dumps(schedule, sort_keys=True),
     }
 
 
@@ -126,6 +133,34 @@ def top5_frame() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def ties_frame() -> pd.DataFrame:
+    """Known answers for ties, paired differences and protocols: ResNet56 -> ResNet20 of srkd/table1.
+
+    Per seed (0, 1, 2): Vanilla 70.0, 71.0, 72.0; KD 73.0, 74.1, 74.9 (the highest mean, 74.0: a clear
+    winner over Vanilla, +3.0, +3.1, +2.9); KD+SRKD exactly KD on every seed (an exact tie); FitNet
+    KD - 0.1, + 0.2, - 0.15 (a tie: not significant); AT KD - 1.0, - 1.1, - 0.9 (significantly worse);
+    SP one seed, 72.0 (no interval, not tested). ResNet110 -> ResNet20 mixes protocols: its KD ran the
+    CRD schedule (240 epochs), its Vanilla the srkd-cifar one (180).
+    """
+    pair, other = ("resnet56", "resnet20"), ("resnet110", "resnet20")
+    common = {"suite": "ties"}
+    kd = [73.0, 74.1, 74.9]
+    rows = [record("Teacher", None, "resnet56", 0, 72.0, **common)]
+    rows += [record("Vanilla", *pair, s, v, run_id=f"vanilla-{s}", **common) for s, v in enumerate([70.0, 71.0, 72.0])]
+    rows += [record("Vanilla", *other, s, v, run_id=f"vanilla-{s}", **common) for s, v in enumerate([70.0, 71.0, 72.0])]
+    rows += [record("KD", *pair, s, v, **common) for s, v in enumerate(kd)]
+    rows += [record("KD+SRKD", *pair, s, v, **common) for s, v in enumerate(kd)]
+    rows += [
+        record("FitNet", *pair, s, v + d, **common) for s, (v, d) in enumerate(zip(kd, [-0.1, 0.2, -0.15], strict=True))
+    ]
+    rows += [
+        record("AT", *pair, s, v + d, **common) for s, (v, d) in enumerate(zip(kd, [-1.0, -1.1, -0.9], strict=True))
+    ]
+    rows += [record("SP", *pair, 0, 72.0, **common), record("SP", *pair, 1, **common), record("SP", *pair, 2, **common)]
+    rows += [record("KD", *other, s, v, schedule=CRD_SCHEDULE, **common) for s, v in enumerate([71.0, 71.5, 72.6])]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
 def large_frame(runs: int = 10_000, seed: int = 0) -> pd.DataFrame:
     """``runs`` random finished and unfinished runs over 10 pairs x 20 methods x 50 seeds (timing input)."""
     rng = np.random.default_rng(seed)
@@ -165,6 +200,7 @@ def large_frame(runs: int = 10_000, seed: int = 0) -> pd.DataFrame:
             "student_params": 1e5,
             "student_flops": 4e7,
             "teacher_top1": np.where(status == "done", 74.0, np.nan),
+            "schedule": json.dumps(SRKD_CIFAR, sort_keys=True),
         }
     )
     return frame[COLUMNS]

@@ -185,7 +185,7 @@ def test_lookup_is_forgiving_about_spelling() -> None:
     assert paper_value("srkd/table1", "FSP", "wrn_40_2", "wrn_40_1") == NA
     assert paper_value("srkd/table1", "CRD", "wrn_40_2", "wrn_16_2") is None
     assert get_table("srkd/figure7").has_numbers is False
-    assert available_papers() == ["crd", "srkd"]
+    assert {"crd", "srkd"} <= set(available_papers())
 
 
 @pytest.mark.parametrize(
@@ -251,3 +251,63 @@ def test_paper_id_must_match_file_name(tmp_path: Path) -> None:
     path.write_text("paper: other\ntables: {t: {kind: curve, pairs: [[resnet56, resnet20]], rows: {}}}\n")
     with pytest.raises(ValueError, match="paper: 'other' must be the file's name, 'mine'"):
         load_paper(path)
+
+
+# -- protocols ------------------------------------------------------------------------------------
+
+
+def test_protocols_of_the_shipped_tables() -> None:
+    """CRD: last epoch (RepDistiller train_student.py), 240 epochs; SRKD's own row: epoch and runs not stated."""
+    crd = get_table("crd/table1").protocol
+    assert (crd.statistic, crd.runs, crd.epochs) == ("last", 5, 240)
+    srkd = get_table("srkd/table1")
+    assert srkd.protocol_of("KD") == srkd.protocol  # the copied baselines carry the CRD protocol
+    assert (srkd.protocol.statistic, srkd.protocol.epochs) == ("last", 240)
+    own = srkd.protocol_of("SRKD")
+    assert (own.statistic, own.runs, own.epochs) == (None, None, 180)
+    assert own.augmentation == srkd.protocol.augmentation  # keys a row does not state come from the table
+    assert get_table("srkd/table2").protocol.epochs == 100
+    assert own.describe() == (
+        "epoch not stated, runs not stated, 180 epochs (SRKD paper 3.1: lr 0.05, /10 at 90, 120, 150, batch 64)"
+    )
+
+
+def test_a_table_without_protocol_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "plain.yaml"
+    path.write_text("paper: plain\ntables: {t: {pairs: [[resnet56, resnet20]], rows: {KD: {top1: [70.0]}}}}\n")
+    table = load_paper(path).tables["t"]
+    assert table.protocol is None and table.protocol_of("KD") is None
+
+
+def test_protocol_mistakes_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        """
+paper: bad
+tables:
+  t:
+    pairs: [[resnet56, resnet20]]
+    protocol: {statistic: median, runs: 0, epochs: 24.5, schedul: x, rows: {SRDK: {epochs: 180}, KD: 3}}
+    rows: {KD: {top1: [70.0]}, SRKD: {top1: [71.0]}}
+"""
+    )
+    _problems_include(
+        path,
+        [
+            "tables.t.protocol.statistic: 'median' is not one of",
+            "tables.t.protocol.runs: expected a positive integer or null (not stated), got 0",
+            "tables.t.protocol.epochs: expected a positive integer or null (not stated), got 24.5",
+            "tables.t.protocol: unknown key 'schedul'; valid keys: schedule",
+            "tables.t.protocol.rows.SRDK: no row 'SRDK' in the table; rows: SRKD",
+            "tables.t.protocol.rows.KD: must be a mapping of protocol keys, got 3",
+        ],
+    )
+
+
+def _problems_include(path: Path, expected: list[str]) -> None:
+    """Loading ``path`` fails with one error naming every problem in ``expected``."""
+    with pytest.raises(ValueError) as error:
+        load_paper(path)
+    message = str(error.value)
+    for line in expected:
+        assert line in message, f"{line!r} not in:\n{message}"
