@@ -7,8 +7,14 @@ Ojha et al.'s comparison is the pair's Vanilla student (the row trained with CE 
 seed of the suite (wrapping around: seeds 0, 1, 2 compare with Vanilla seeds 1, 2, 0): another seed,
 because the Vanilla student of the same seed starts from the same weights and sees the same batches as
 every other method's student of that seed (paired runs), and because the Vanilla-vs-Vanilla control
-needs two different students. With two seeds the control's mean is 50% exactly when no image ties
-(seed 0's rate r against seed 1 and seed 1's 1 - r against seed 0); its spread is the noise level.
+needs two different students. With two seeds the control's mean is 50% by construction (seed 0's
+rate r against seed 1 and seed 1's 100 - r against seed 0, ties counting one half each way); its
+spread over seeds is the noise level a distilled row has to clear.
+
+Choices of ours, beside the references: the images come from the test split (Tiny-ImageNet's
+validation images, as the SRKD paper's Figure 6); maps are taken for the ground-truth class (Ojha et
+al.; Grad-CAM itself takes any class); the rate compares cosine similarities (the issue's reading of
+Ojha et al.; Spearman is reported beside it, not used for the rate); grids show each row's first seed.
 """
 
 from __future__ import annotations
@@ -22,13 +28,12 @@ import torch
 
 from kdbench.explain.attribution import LAST, attribute, build_model, resolve_layer, views
 from kdbench.explain.images import choose_images
-from kdbench.explain.scores import _pearson, average_ranks, closer_rate, cosine_similarity, mean_and_std
+from kdbench.explain.scores import average_ranks, closer_rate, cosine_similarity, mean_and_std, pearson_correlation
 from kdbench.models import MODELS, StagedModel
 from kdbench.models.checkpoint import load_crd_checkpoint
 from kdbench.results.store import DONE, ResultStore, atomic_write_json
 from kdbench.suite import RunSpec, Suite
 
-TEACHER_ROW = "Teacher"
 TARGET = "ground-truth class"
 INDEPENDENT_RULE = (
     "the pair's Vanilla student of the next seed of the suite (wrapping around); a tie in cosine counts 1/2"
@@ -241,7 +246,7 @@ def score_row(
     for seed, spec in sorted(row.items()):
         student = explained[spec.run_id]
         cosine = cosine_similarity(teacher.maps[view], student.maps[view])
-        spearman = _pearson(teacher.ranks(view), student.ranks(view))
+        spearman = pearson_correlation(teacher.ranks(view), student.ranks(view))
         record = {
             "seed": seed,
             "run_id": spec.run_id,

@@ -43,7 +43,8 @@ def average_ranks(values: torch.Tensor) -> torch.Tensor:
     return ranks
 
 
-def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def pearson_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per row of two N x D tensors: Pearson's correlation; 0 where a row is constant."""
     a = a - a.mean(dim=1, keepdim=True)
     b = b - b.mean(dim=1, keepdim=True)
     norms = a.norm(dim=1) * b.norm(dim=1)
@@ -56,7 +57,7 @@ def spearman_correlation(first: torch.Tensor, second: torch.Tensor) -> torch.Ten
     a, b = _flat(first), _flat(second)
     ranks_a = torch.stack([average_ranks(row) for row in a])
     ranks_b = torch.stack([average_ranks(row) for row in b])
-    return _pearson(ranks_a, ranks_b)
+    return pearson_correlation(ranks_a, ranks_b)
 
 
 def closer_rate(student_similarity: torch.Tensor, independent_similarity: torch.Tensor) -> float:
