@@ -396,7 +396,45 @@ class Report:
                     escape_rows=False,
                 )
             )
+        blocks += self._latex_differences() + self._latex_gap()
         return "\n\n".join(blocks) + "\n"
+
+    def _latex_differences(self) -> list[str]:
+        if self.reference_row is None or "diff_text" not in self.cells:
+            return []
+        keep = [row for row in self.rows[self.teacher_rows :] if row != self.reference_row]
+        if not keep:
+            return []
+        texts = self.grid("diff_text").fillna("").loc[keep]
+        caption = (
+            f"{self.suite}: paired differences to {self.reference_row} over common seeds, mean "
+            f"[{CONFIDENCE:.0%} t interval] and the {TEST_NAME}'s p-value (n)."
+        )
+        return [self._latex_grid(caption, "differences", keep, texts, 0)]
+
+    def _latex_gap(self) -> list[str]:
+        table = self.reproduced_table()
+        if table is None:
+            return []
+        texts = self.grid(f"gap_text:{table.id}").fillna("")
+        caption = (
+            f"{self.suite}: reproduction gap, ours - {table.id}, and the same for both ends of our mean's "
+            f"{CONFIDENCE:.0%} t interval; * the published number lies outside it. {self.gap_summary()}"
+        )
+        return [self._latex_grid(caption, "gap", self.rows, texts, self.teacher_rows)]
+
+    def _latex_grid(self, caption: str, name: str, rows: Sequence[str], texts: pd.DataFrame, teacher_rows: int) -> str:
+        return _latex_table(
+            latex_escape(caption),
+            f"tab:{self.suite}-{name}",
+            rows,
+            self.columns,
+            [latex_escape(v) for v in texts.to_numpy().ravel()],
+            None,
+            None,
+            teacher_rows,
+            len(self.metrics) > 1,
+        )
 
     def to_csv(self) -> str:
         columns = ["row", "teacher", "student", "pair", "metric", "statistic", "stored_metric"]
@@ -462,7 +500,8 @@ _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
 }  # fmt: skip
-_LATEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "λ": r"$\lambda$", "→": r"$\to$", "−": "-"}
+# after ' -> ' became an arrow: a lone < or > would print as an inverted mark in LaTeX's default font encoding
+_LATEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "λ": r"$\lambda$", "→": r"$\to$", "−": "-", "<": r"$<$", ">": r"$>$"}
 
 
 def latex_escape(text: str) -> str:
