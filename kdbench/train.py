@@ -33,7 +33,7 @@ from kdbench.methods import METHODS
 from kdbench.models import StagedModel, create_model
 from kdbench.models.checkpoint import load_crd_checkpoint, save_crd_checkpoint, sha256_of
 from kdbench.models.flops import count_flops, count_parameters
-from kdbench.results.store import atomic_write_bytes, atomic_write_json
+from kdbench.results.store import atomic_write_bytes, atomic_write_json, write_failure
 from kdbench.step import (  # noqa: F401  (make_optimizer, training_step: imported from here by callers)
     Autocast,
     build_training_step,
@@ -217,14 +217,7 @@ def train_run(
     try:
         return _train(spec, run_dir, resolve_device(device), data_root, progress, stop_after_epochs)
     except RunFailed as error:
-        atomic_write_json(
-            run_dir / "failed.json",
-            {
-                "reason": str(error),
-                "type": type(error).__name__,
-                "time": datetime.now(timezone.utc).isoformat(),
-            },
-        )
+        write_failure(run_dir, error, expected=True)
         raise
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
+from kdbench.errors import UserError
 from kdbench.lifecycle import RunState
 
 if TYPE_CHECKING:
@@ -21,9 +22,9 @@ if TYPE_CHECKING:
 Log = Callable[[str], None]
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(UserError):
     """A user-facing problem of an executor (a bad option or profile, a cluster that refuses or does not
-    answer): printed without a traceback."""
+    answer): printed without a traceback, exit status 2."""
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ class Cluster:
             "schedule": {"epochs": 2, "batch_size": 64, "lr": 0.05, "milestones": [1]},
             "seeds": [0],
             "teachers": {"resnet8": {}},
-            "pairs": [["resnet8", "resnet8"]],
+            "pairs": [{"teacher": "resnet8", "student": "resnet8", "self_distillation": True}],
             "methods": {"Vanilla": {"use": "vanilla"}, "KD": {"use": "kd"}},
         }
         document.update(changes)

@@ -89,7 +89,7 @@ def tiny_runs(tmp_path: Path) -> list:
         "schedule": {"epochs": 1, "batch_size": 16, "lr": 0.05, "milestones": [1]},
         "seeds": [0, 1],
         "teachers": {"resnet8": {}},
-        "pairs": [["resnet8", "resnet8"]],
+        "pairs": [{"teacher": "resnet8", "student": "resnet8", "self_distillation": True}],
         "methods": {"Vanilla": {"use": "vanilla"}, "KD": {"use": "kd"}},
     }
     path = tmp_path / "suite.yaml"

@@ -87,7 +87,7 @@ def _two_teacher_suite(write_suite, **changes) -> list[RunSpec]:
     document = tiny_suite(
         seeds=[0, 1, 2],
         teachers={"resnet8": {}, "resnet14": {}},
-        pairs=[["resnet8", "resnet8"], ["resnet14", "resnet8"]],
+        pairs=[{"teacher": "resnet8", "student": "resnet8", "self_distillation": True}, ["resnet14", "resnet8"]],
         methods={"KD": {"use": "kd"}},
     )
     document.update(changes)
@@ -265,7 +265,7 @@ def _two_teachers(cluster, directory: Path, **teacher_changes) -> tuple[list[Run
     _, runs = cluster.suite(
         directory,
         teachers=teachers,
-        pairs=[["resnet8", "resnet8"], ["resnet14", "resnet8"]],
+        pairs=[{"teacher": "resnet8", "student": "resnet8", "self_distillation": True}, ["resnet14", "resnet8"]],
         methods={"KD": {"use": "kd"}},
     )
     return (runs, [spec for spec in runs if spec.kind == "teacher"], [spec for spec in runs if spec.kind == "student"])
@@ -334,7 +334,7 @@ def test_a_preempted_pack_requeues_itself_and_its_runs_resume(cluster, tmp_path:
         tmp_path,
         schedule=schedule,
         teachers={"resnet8": {}, "resnet14": {}},
-        pairs=[["resnet8", "resnet8"], ["resnet14", "resnet8"]],
+        pairs=[{"teacher": "resnet8", "student": "resnet8", "self_distillation": True}, ["resnet14", "resnet8"]],
         methods={"KD": {"use": "kd"}},
     )
     teachers = [spec for spec in runs if spec.kind == "teacher"]

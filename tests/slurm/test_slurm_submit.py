@@ -26,7 +26,7 @@ def _submit_in_child(suite_path: str, root: str, profile, start, answers) -> Non
 
 def test_suite_trains_teachers_first_in_arrays_and_resubmits_nothing(cluster, tmp_path: Path) -> None:
     # Two teachers (one array), each with two KD students (seeds 0 and 1): one array per teacher.
-    pairs = [["resnet8", "resnet8"], ["resnet14", "resnet8"]]
+    pairs = [{"teacher": "resnet8", "student": "resnet8", "self_distillation": True}, ["resnet14", "resnet8"]]
     suite_path, runs = cluster.suite(
         tmp_path, seeds=[0, 1], teachers={"resnet8": {}, "resnet14": {}}, pairs=pairs, methods={"KD": {"use": "kd"}}
     )

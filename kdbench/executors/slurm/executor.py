@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from kdbench.executors.base import Executor, ExecutorError, Log, RunOptions
-from kdbench.executors.profile import load_profile
+from kdbench.executors.profile import Profile, load_profile
 from kdbench.executors.slurm.records import RECORD
 from kdbench.executors.slurm.states import slurm_states, wait_for_suite
-from kdbench.executors.slurm.submission import SubmitSummary, cancel_runs, submit_suite
 from kdbench.lifecycle import RunState
 from kdbench.results.store import ResultStore
 from kdbench.suite import RunSpec
+
+if TYPE_CHECKING:
+    from kdbench.executors.slurm.submission import SubmitSummary
 
 #: the profile of ``--executor slurm`` without ``--profile``: the local test cluster's
 DEFAULT_PROFILE = "local"
@@ -26,7 +31,7 @@ class SlurmExecutor(Executor):
     def check(self, options: RunOptions) -> None:
         self._profile(options)
 
-    def _profile(self, options: RunOptions):  # -> Profile
+    def _profile(self, options: RunOptions) -> Profile:
         try:
             return load_profile(options.profile or DEFAULT_PROFILE, options.profile_settings)
         except ValueError as error:
@@ -35,7 +40,7 @@ class SlurmExecutor(Executor):
     def submit(
         self, runs: Sequence[RunSpec], store: ResultStore, options: RunOptions, log: Log = print
     ) -> SubmitSummary:
-        return submit_suite(
+        return _submission().submit_suite(
             runs,
             store,
             self._profile(options),
@@ -48,12 +53,22 @@ class SlurmExecutor(Executor):
         return slurm_states(store, runs)
 
     def cancel(self, store: ResultStore, runs: Sequence[RunSpec], log: Log = print) -> dict[str, str]:
-        return cancel_runs(store, runs, log)
+        return _submission().cancel_runs(store, runs, log)
 
     def wait(
         self, store: ResultStore, runs: Sequence[RunSpec], log: Log = print, timeout_s: float | None = None
     ) -> dict[str, RunState]:
         return wait_for_suite(store, runs, timeout_s=timeout_s, log=log)
+
+
+def _submission() -> ModuleType:
+    """The submission module (it imports submitit); without submitit, an error that says what to install."""
+    try:
+        return importlib.import_module("kdbench.executors.slurm.submission")
+    except ModuleNotFoundError as error:
+        if error.name != "submitit" and "submitit" not in str(error):
+            raise
+        raise ExecutorError("the SLURM executor needs submitit: pip install 'submitit>=1.5'") from None
 
 
 EXECUTOR = SlurmExecutor()
