@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 import torch
 
@@ -12,9 +15,17 @@ from kdbench.registry import Registry
 MODELS: Registry = Registry("model")
 
 
-def create_model(name: str, num_classes: int) -> StagedModel:
-    """A fresh model; initial weights come from torch's global RNG (seed it first)."""
-    return MODELS.get(name)(num_classes=num_classes)
+def create_model(name: str, num_classes: int, image_shape: Sequence[int] | None = None, **options: Any) -> StagedModel:
+    """A fresh model; initial weights come from torch's global RNG (seed it first).
+
+    ``image_shape`` (C, H, W) reaches the families whose layers depend on it (the course project's
+    MNIST networks) and is ignored by the others; ``options`` are a family's own parameters
+    (``weights``, ``trainable`` of the torchvision backbones).
+    """
+    factory = MODELS.get(name)
+    if image_shape is not None and "image_shape" in inspect.signature(factory).parameters:
+        options["image_shape"] = tuple(int(size) for size in image_shape)
+    return factory(num_classes=num_classes, **options)
 
 
 @cache

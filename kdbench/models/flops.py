@@ -24,20 +24,22 @@ def count_parameters(model: nn.Module) -> int:
 
 
 @cache
-def _parameters(name: str, num_classes: int) -> int:
+def _parameters(name: str, num_classes: int, image_shape: tuple[int, ...] | None = None) -> int:
     with torch.device("meta"):
-        return count_parameters(create_model(name, num_classes))
+        return count_parameters(create_model(name, num_classes, image_shape))
 
 
-def count_model_parameters(name: str, num_classes: int) -> int:
-    """``count_parameters`` of a fresh ``name`` model (aliases accepted), without building its weights."""
-    return _parameters(MODELS.canonical(name), num_classes)
+def count_model_parameters(name: str, num_classes: int, image_shape: Sequence[int] | None = None) -> int:
+    """``count_parameters`` of a fresh ``name`` model (aliases accepted), without building its weights;
+    ``image_shape`` matters only to families whose layers depend on it (the course MNIST networks)."""
+    shape = None if image_shape is None else tuple(int(size) for size in image_shape)
+    return _parameters(MODELS.canonical(name), num_classes, shape)
 
 
 @cache
 def _flops(name: str, num_classes: int, image_shape: tuple[int, ...]) -> int:
     with torch.device("meta"):
-        model = create_model(name, num_classes).eval()
+        model = create_model(name, num_classes, image_shape).eval()
         image = torch.empty(1, *image_shape)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(image)

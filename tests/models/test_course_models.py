@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from kdbench.models import MODELS
 from kdbench.models.checkpoint import load_crd_checkpoint, save_crd_checkpoint
 from kdbench.models.course import CourseCNN, CourseMLP
-from kdbench.models.flops import count_parameters
+from kdbench.models.flops import count_flops, count_model_parameters, count_parameters
 
 
 def dense(inputs: int, outputs: int) -> int:
@@ -119,3 +119,16 @@ def test_checkpoint_round_trip_under_our_own_keys(name: str, tmp_path: Path) -> 
     load_crd_checkpoint(other, tmp_path / "model.pt")
     x = torch.rand(2, 1, 28, 28)
     assert torch.equal(model(x), other(x))
+
+
+def test_flops_and_parameters_follow_the_data_sets_shape() -> None:
+    # torch's counter: 2 FLOPs per multiply-add of convolutions and matrix products
+    cnn_mnist = 2 * (26 * 26 * 32 * 9 + 23 * 23 * 64 * 32 * 9 + 7744 * 128 + 128 * 10)
+    mlp_digits = 2 * (192 * 784 + 784 * 784 + 784 * 10)  # digits: 3 x 8 x 8 = 192 inputs
+    assert count_flops("course_cnn", 10, (1, 28, 28)) == cnn_mnist
+    assert count_flops("course_mlp", 10, (3, 8, 8)) == mlp_digits
+    assert count_model_parameters("course_mlp", 10, (3, 8, 8)) == dense(192, 784) + dense(784, 784) + dense(784, 10)
+    # the CNN on 8x8: 6 -> 5 -> 3 -> 1 pixel maps, so the dense layer reads 64 features
+    assert count_model_parameters("course_cnn", 10, (3, 8, 8)) == conv3x3(3, 32) + conv3x3(32, 64) + dense(
+        64, 128
+    ) + dense(128, 10)
