@@ -101,7 +101,7 @@ def models_table(runs) -> str:
                 names.append(name)
     rows = []
     for name in names:
-        params = count_model_parameters(name, num_classes)
+        params = count_model_parameters(name, num_classes, image_shape)
         flops = count_flops(name, num_classes, image_shape)
         rows.append([name, f"{params:,}", f"{flops / 1e6:,.1f} M"])
     shape = "x".join(str(s) for s in image_shape)
