@@ -32,13 +32,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: suites are checked without it
+    import torch
 
-from kdbench.data.base import Split
-from kdbench.data.digits import stratified_split
+    from kdbench.data.base import Split
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("multistep", "cosine", "constant")
@@ -55,8 +54,12 @@ SCHEDULE_DEFAULTS: dict[str, Any] = {
 }
 
 
-def make_optimizer(parameters: Iterable[torch.nn.Parameter], schedule: Mapping[str, Any], device: torch.device):
+def make_optimizer(
+    parameters: Iterable[torch.nn.Parameter], schedule: Mapping[str, Any], device: torch.device
+) -> torch.optim.Optimizer:
     """The schedule's optimizer over ``parameters`` (frozen ones, without gradients, are never updated)."""
+    import torch
+
     name = schedule.get("optimizer", "sgd")
     foreach = device.type == "cuda"  # the multi-tensor update on CUDA, where it saves launches
     if name == "sgd":
@@ -96,6 +99,8 @@ def lr_factor(epoch: int, schedule: Mapping[str, Any]) -> float:
 def make_scheduler(optimizer: torch.optim.Optimizer, schedule: Mapping[str, Any]) -> Any:
     """Stepped once per epoch. The CRD recipe (multistep, no warm-up) stays torch's ``MultiStepLR``,
     so its runs keep their arithmetic (and their checkpoints) to the bit; the rest is one LambdaLR."""
+    import torch
+
     if schedule.get("lr_schedule", "multistep") == "multistep" and not schedule.get("warmup_epochs", 0):
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, schedule["milestones"], gamma=schedule["lr_decay"])
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(epoch, schedule))
@@ -189,6 +194,12 @@ def resolve_selection(
 def split_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     """(train without the held-out images, the held-out images): a stratified ``fraction`` of each class,
     drawn with its own ``seed`` so that every run of a suite holds out the same images."""
+    import numpy as np
+    import torch
+
+    from kdbench.data.base import Split
+    from kdbench.data.digits import stratified_split
+
     kept, held_out = stratified_split(train.labels.numpy(), fraction, seed)
     if len(held_out) == 0 or len(kept) == 0:
         raise ValueError(f"validation fraction {fraction} of {len(train)} images leaves an empty split")
