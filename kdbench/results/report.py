@@ -783,10 +783,11 @@ def _aggregate(long: pd.DataFrame) -> pd.DataFrame:
     keys = ["row", "teacher", "student", "metric"]
     grouped = long.groupby(keys, sort=False)
     stats = grouped["done_value"].agg(["mean", "std", "count"]).rename(columns={"count": "n"})
-    done = long[long["state"].eq("done")]
-    stats = stats.join(done.groupby(keys, sort=False)["planned_epochs"].agg(lambda e: e.dropna().max()))
-    stats = stats.join(done.groupby(keys, sort=False)["schedule"].agg(lambda s: schedule_text(s.iloc[0])))
-    stats = stats.join(done.groupby(keys, sort=False)["stand_in"].any())
+    # the protocol of a cell is its runs' plan (schedule), known before any of them finished
+    planned = long[long["state"].ne("na")]
+    stats = stats.join(planned.groupby(keys, sort=False)["planned_epochs"].agg(lambda e: e.dropna().max()))
+    stats = stats.join(planned.groupby(keys, sort=False)["schedule"].agg(lambda s: schedule_text(s.iloc[0])))
+    stats = stats.join(planned.groupby(keys, sort=False)["stand_in"].any())
     states = long.groupby([*keys, "state"], sort=False).size().unstack("state", fill_value=0)
     stats = stats.join(states)
     for state in ("done", "na", *UNFINISHED_STATES):
@@ -882,9 +883,9 @@ LOADED_TEACHER = "a teacher checkpoint, top-1 measured by its students' runs"
 def _protocols_of_ours(cells: pd.DataFrame, statistic: str | None) -> dict[str, str]:
     stand_in = cells["stand_in"].astype("boolean").fillna(False).astype(bool)
     texts = [
-        (LOADED_TEACHER if loaded else _our_protocol(statistic, e, s)) if n > 0 else ""
-        for e, s, n, loaded in zip(
-            cells["planned_epochs"], cells["schedule"].fillna(""), cells["n"], stand_in, strict=True
+        (LOADED_TEACHER if loaded else _our_protocol(statistic, e, s)) if planned > 0 else ""
+        for e, s, planned, loaded in zip(
+            cells["planned_epochs"], cells["schedule"].fillna(""), cells["planned"], stand_in, strict=True
         )
     ]
     cells["protocol"] = texts
@@ -895,13 +896,13 @@ def _protocols_of_ours(cells: pd.DataFrame, statistic: str | None) -> dict[str, 
 
 def _like_with_like(table: PaperTable, cells: pd.DataFrame, statistic: str | None, has_number: pd.Series) -> list[str]:
     """One warning per published protocol of ``table`` whose cells we compare with under another protocol."""
-    students = cells[has_number & ~cells["is_teacher"] & (cells["n"] > 0)]
+    students = cells[has_number & ~cells["is_teacher"] & (cells["planned"] > 0)]
     if students.empty:
         return []
     epochs = students["planned_epochs"].dropna()
     ours = Protocol(
         statistic=statistic,
-        runs=int(students["n"].max()),
+        runs=int(students["planned"].max()),
         epochs=int(epochs.mode().iloc[0]) if len(epochs) else None,
     )
     warnings = []
