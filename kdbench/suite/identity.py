@@ -38,6 +38,15 @@ LATER_DEFAULTS: tuple[LaterDefault, ...] = (
     LaterDefault("training.compile", "off", since="0.1.0"),
     LaterDefault("terms.*.warmup_epochs", 0, since="0.2.0"),
     LaterDefault("terms.kd.logit_standardize", False, since="0.2.0"),
+    # kdbench.recipe: optimizer, lr schedule and warm-up, validation-based model selection (issue 14)
+    LaterDefault("schedule.optimizer", "sgd", since="0.2.0"),
+    LaterDefault("schedule.lr_schedule", "multistep", since="0.2.0"),
+    LaterDefault("schedule.warmup_epochs", 0, since="0.2.0"),
+    LaterDefault("schedule.betas", [0.9, 0.999], since="0.2.0"),
+    LaterDefault("schedule.eps", 1e-8, since="0.2.0"),
+    LaterDefault("schedule.validation", None, since="0.2.0"),
+    LaterDefault("schedule.selection", None, since="0.2.0"),
+    LaterDefault("schedule.early_stopping", None, since="0.2.0"),
 )
 
 

@@ -53,7 +53,10 @@ SCHEDULE_PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 DEFAULT_SCHEDULE = "srkd-cifar"
-SCHEDULE_KEYS = ("preset", *SCHEDULE_PRESETS[DEFAULT_SCHEDULE])
+#: keys beyond the CRD recipe's (kdbench.recipe): optimizer, lr schedule and warm-up, model selection;
+#: their defaults train exactly as before, and leave run ids alone (kdbench.suite.identity)
+RECIPE_KEYS = ("optimizer", "lr_schedule", "warmup_epochs", "betas", "eps", "validation", "selection", "early_stopping")
+SCHEDULE_KEYS = ("preset", *SCHEDULE_PRESETS[DEFAULT_SCHEDULE], *RECIPE_KEYS)
 
 PRECISIONS = ["fp32", "bf16"]
 #: torch.compile modes of the training step; reduce-overhead and max-autotune also capture it in CUDA graphs (on CUDA)
@@ -85,6 +88,15 @@ class Schedule:
     momentum: float
     weight_decay: float
     nesterov: bool
+    # kdbench.recipe: the optimizer, the lr schedule's kind and warm-up, model selection (sections as items)
+    optimizer: str = "sgd"
+    lr_schedule: str = "multistep"
+    warmup_epochs: int = 0
+    betas: tuple[float, ...] = (0.9, 0.999)
+    eps: float = 1e-8
+    validation: tuple[tuple[str, Any], ...] | None = None
+    selection: tuple[tuple[str, Any], ...] | None = None
+    early_stopping: tuple[tuple[str, Any], ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +108,14 @@ class Schedule:
             "momentum": self.momentum,
             "weight_decay": self.weight_decay,
             "nesterov": self.nesterov,
+            "optimizer": self.optimizer,
+            "lr_schedule": self.lr_schedule,
+            "warmup_epochs": self.warmup_epochs,
+            "betas": list(self.betas),
+            "eps": self.eps,
+            "validation": None if self.validation is None else dict(self.validation),
+            "selection": None if self.selection is None else dict(self.selection),
+            "early_stopping": None if self.early_stopping is None else dict(self.early_stopping),
         }
 
 
@@ -254,7 +274,38 @@ def resolve_schedule(schedule: Any, c: Collector, path: str, shortened: bool = F
             f"{milestones[-1]} is beyond the last epoch ({resolved['epochs']}): that lr step would never happen",
         )
     resolved["milestones"] = tuple(milestones)
+    _resolve_recipe(resolved, c, path)
     return Schedule(**resolved)
+
+
+def _resolve_recipe(resolved: dict[str, Any], c: Collector, path: str) -> None:
+    """The recipe keys (kdbench.recipe) checked and typed in place; defaults where the suite sets none."""
+    from kdbench.recipe import SCHEDULE_DEFAULTS, resolve_selection, schedule_problems, selection_problems
+
+    for key, default in SCHEDULE_DEFAULTS.items():
+        resolved.setdefault(key, default)
+    for key in ("validation", "selection", "early_stopping"):
+        resolved.setdefault(key, None)
+    problems = schedule_problems(resolved)
+    problems += selection_problems(resolved["validation"], resolved["selection"], resolved["early_stopping"])
+    for key, message in problems:
+        c.add(join(path, key), message)
+    bad = {key.split(".")[0] for key, _ in problems}
+    for key in bad & set(SCHEDULE_DEFAULTS):
+        resolved[key] = SCHEDULE_DEFAULTS[key]
+    resolved["betas"] = tuple(float(b) for b in resolved["betas"])
+    resolved["eps"] = float(resolved["eps"])
+    if bad & {"validation", "selection", "early_stopping"}:
+        resolved["validation"] = resolved["selection"] = resolved["early_stopping"] = None
+        return
+    validation = resolved["validation"]
+    if validation is not None:
+        resolved["validation"] = (("fraction", float(validation["fraction"])), ("seed", int(validation.get("seed", 0))))
+    selection = resolve_selection(resolved["selection"], resolved["early_stopping"])
+    if selection is not None:
+        resolved["selection"] = (("metric", selection.metric), ("mode", selection.mode))
+    if resolved["early_stopping"] is not None:
+        resolved["early_stopping"] = (("patience", int(resolved["early_stopping"]["patience"])),)
 
 
 def resolve_training(training: Any, c: Collector) -> Training:
