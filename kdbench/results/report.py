@@ -137,8 +137,9 @@ class Provenance:
     alpha: float = DEFAULT_ALPHA
     bootstrap: bool = False
 
-    def lines(self, stored_metric: str) -> list[str]:
-        against = "the table the suite reproduces" if self.against is None else (", ".join(self.against) or "none")
+    def lines(self, stored_metric: str, reproduces: str | None = None) -> list[str]:
+        default = reproduces or "none (the suite reproduces no table)"
+        against = default if self.against is None else (", ".join(self.against) or "none")
         return [
             f"kdbench {self.kdbench_version or '?'}; results root: {self.results_root or '?'}",
             f"overrides: {' '.join(self.overrides) if self.overrides else 'none'}",
@@ -338,7 +339,9 @@ class Report:
     # -- renderings ----------------------------------------------------------------------------------
 
     def header_lines(self) -> list[str]:
-        return self.provenance.lines(self.stored_metric()) if self.provenance is not None else []
+        if self.provenance is None:
+            return []
+        return self.provenance.lines(self.stored_metric(), self.reproduces)
 
     def to_markdown(self) -> str:
         lines = [f"# {self.suite}: {self.dataset}" + (f", reproducing {self.reproduces}" if self.reproduces else "")]
