@@ -4,8 +4,9 @@ Accuracy alone misleads on imbalanced data (MHIST: 617 HP and 360 SSA test image
 evaluation keeps the whole confusion matrix and derives from it, in one function
 (``metrics_from_confusion``): top-1, per-class recall (the per-class accuracy), per-class precision
 and F1, macro F1 and weighted F1. ``ConfusionMeter`` counts the matrix (``bincount`` of
-``label * C + prediction``), the top-5 hits (where there are 5 classes or more) and the loss sum on
-the device; reading it costs one host sync per evaluation.
+``label * C + prediction``), the top-5 hits and the loss sum on the device; reading it costs one
+host sync per evaluation. Below 5 classes "top-5" is top-C (100 %), as kdbench has always recorded
+it (``result.json`` holds a number there); ``has_top5`` says whether it means anything.
 
 Conventions (scikit-learn's, with ``labels=range(C)`` and ``zero_division=0``): rows are true
 classes, columns predictions; a class never predicted has precision 0, a class with precision and
@@ -24,6 +25,13 @@ import torch.nn.functional as F
 
 #: the metrics of one evaluation that are a single number (``per_class_*`` and ``confusion`` are lists)
 SCALAR_METRICS = ("loss", "top1", "top5", "macro_f1", "weighted_f1")
+#: the per-class lists (one value per class, in class order)
+PER_CLASS_METRICS = ("per_class_recall", "per_class_precision", "per_class_f1", "support")
+
+
+def has_top5(num_classes: int) -> bool:
+    """Whether top-5 differs from "always right": only with more than 5 classes."""
+    return num_classes > 5
 
 
 def confusion_counts(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -77,17 +85,16 @@ class ConfusionMeter:
     def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         logits = logits.float()
         self.confusion += confusion_counts(logits.argmax(dim=1), labels, self.num_classes)
-        if self.num_classes >= 5:
-            top5 = logits.topk(5, dim=1).indices
-            self.top5_hits += (top5 == labels[:, None]).any(dim=1).sum()
+        top5 = logits.topk(min(5, self.num_classes), dim=1).indices
+        self.top5_hits += (top5 == labels[:, None]).any(dim=1).sum()
         self.loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
         self.seen += labels.numel()
 
     def result(self) -> dict[str, Any]:
-        """Every metric as Python numbers: the evaluation's one host sync. ``top5`` is None below 5 classes."""
+        """Every metric as Python numbers: the evaluation's one host sync."""
         metrics = metrics_from_confusion(self.confusion.cpu())
         seen = max(self.seen, 1)
-        top5 = 100.0 * int(self.top5_hits.item()) / seen if self.num_classes >= 5 else None
+        top5 = 100.0 * int(self.top5_hits.item()) / seen
         return {"loss": float(self.loss_sum.item()) / seen, "top5": top5, **metrics}
 
 

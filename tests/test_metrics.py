@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from sklearn import metrics as sk
 
-from kdbench.metrics import ConfusionMeter, confusion_counts, evaluate_classifier, metrics_from_confusion
+from kdbench.metrics import ConfusionMeter, confusion_counts, evaluate_classifier, has_top5, metrics_from_confusion
 
 
 def _random_case(num_classes: int, size: int, seed: int, skew: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,11 +69,11 @@ def test_meter_over_batches_equals_one_pass_and_counts_top5_and_loss() -> None:
     assert got["loss"] == pytest.approx(expected_loss, rel=1e-6)
 
 
-def test_no_top5_below_five_classes() -> None:
+def test_top5_below_five_classes_is_top_c_as_always_recorded() -> None:
     logits, labels = _random_case(2, 20, seed=0)
     meter = ConfusionMeter(2, "cpu")
     meter.add(logits, labels)
-    assert meter.result()["top5"] is None
+    assert meter.result()["top5"] == 100.0 and not has_top5(2) and has_top5(10)
 
 
 class _Batches:
