@@ -89,6 +89,11 @@ def is_accuracy(metric: str) -> bool:
     return metric in METRIC_NAMES or metric.startswith(("top1", "top5")) or "recall" in metric
 
 
+def lower_is_better(metric: str) -> bool:
+    """A loss is better low; every other metric kdbench stores (accuracies, F1) is better high."""
+    return "loss" in metric
+
+
 def _format_sweep_value(value: object) -> str:
     return format(value, "g") if isinstance(value, float) else str(value)
 
@@ -385,6 +390,11 @@ class Report:
                 (f"$^{{{mark}}}$ " if mark else "Published protocol: ") + latex_escape(text) + "."
                 for text, mark in paper_marks.items()
             )
+            legend += "".join(
+                " " + latex_escape(f"Not like with like: {w}").replace("`", "")
+                for w in self.warnings
+                if w.startswith(paper.id)
+            )
             blocks.append(
                 _latex_table(
                     latex_escape(f"{paper.id} ({paper.source}): {paper.caption}. {PAPER_LEGEND} ") + legend,
@@ -487,7 +497,8 @@ class Report:
         return (
             "Each cell: mean ± std (n) over the seeds that finished (std: the spread of one seed, not the "
             "standard error of the mean); (k/n): k of n seeds finished. "
-            f"Bold: the highest mean of its column and every method tied with it, i.e. whose paired difference "
+            f"Bold: the highest mean of its column (the lowest for a loss) and every method tied with it, i.e. "
+            f"whose paired difference "
             f"to it over common seeds is not significant ({TEST_NAME}, alpha {self.alpha:g}); a method with fewer "
             f"than 2 seeds in common with it is not tested and not bold. NA: the method does not apply to the pair. "
             f"{MISSING}: not run."
@@ -1053,7 +1064,9 @@ def build_report(
     # ties: bold the highest mean of each column and every row whose paired difference to it is not significant
     wide = _seed_values(long)
     student_rows = [row for row in rows if row not in teacher_rows]
-    rounded = cells["mean"].round(2).where(~cells["is_teacher"] & (cells["n"] > 0))
+    # "highest" is the best: for a loss, the lowest (the sign flipped)
+    better = np.where(cells["metric"].map(lower_is_better), -1.0, 1.0)
+    rounded = (cells["mean"].round(2) * better).where(~cells["is_teacher"] & (cells["n"] > 0))
     column_max = rounded.groupby([cells["teacher"], cells["student"], cells["metric"]]).transform("max")
     cells["highest"] = rounded.notna() & rounded.eq(column_max)
     tops = cells[cells["highest"]].drop_duplicates(["teacher", "student", "metric"])

@@ -195,7 +195,7 @@ def test_ties_are_bold_and_significant_differences_are_not(ties) -> None:
     # FitNet - KD = -0.1, +0.2, -0.15 (mean -0.0167, std 0.189): the paired t-test, worked out with scipy
     assert p["FitNet"] == pytest.approx(scipy_stats.ttest_rel([72.9, 74.3, 74.75], [73.0, 74.1, 74.9]).pvalue)
     assert p["FitNet"] > 0.05 and p["AT"] < 0.05 and math.isnan(p["SP"])
-    assert "Bold: the highest mean of its column and every method tied with it" in ties.to_markdown()
+    assert "Bold: the highest mean of its column (the lowest for a loss) and every method tied" in ties.to_markdown()
 
 
 def test_paired_differences_against_scipy(ties) -> None:
@@ -277,6 +277,10 @@ def test_any_stored_metric() -> None:
     assert report.papers == [] or all(report.cells[f"delta:{p.id}"].isna().all() for p in report.papers)
     assert build_report(frame, metric="weighted_f1_last").metric_columns == {"weighted_f1": "weighted_f1_last"}
     assert build_report(frame, metric="best_epoch").value is None
+    loss = build_report(frame, metric="test_loss_last")  # a loss: the lowest mean is the best
+    assert loss.value == "last" and loss.metrics == ("test_loss",)
+    frame_loss = frame.assign(test_loss_last=lambda f: 100.0 - f["top1_last"])
+    assert _by_row(build_report(frame_loss, metric="test_loss_last"), "highest")["KD"]
     with pytest.raises(ValueError, match="Unknown metric 'weighted_f2'.*weighted_f1_last"):
         build_report(frame, metric="weighted_f2")
     with pytest.raises(ValueError, match="the runs store no top1_selected"):
