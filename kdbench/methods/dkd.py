@@ -23,9 +23,13 @@ WRN-40-2 -> WRN-16-2 / WRN-40-1 pairs; their lr is 0.05 (0.01 for MobileNetV2 an
 ``logit_standardize: true`` z-scores both logits first (logit standardisation, see
 ``kdbench.methods.logit_standardization``).
 
-Deliberate differences: none in the formula. The warm-up is kdbench's general method-weight
-warm-up (``warmup_epochs`` works on every method); ``weight`` is a factor the reference does not have
-(1 by default).
+Deliberate differences: none in the formula; two numerically safer forms of the same values (equal
+up to rounding). The binary distributions' logarithms are log-sum-exps of the log-softmax, not the log
+of summed probabilities, and the non-target softmax masks the target logit out instead of subtracting
+1000 from it: the reference's TCKD is NaN once a probability underflows to 0, and its NCKD keeps the
+target class once logits / T exceed 1000 (both happen to a diverging student). The warm-up is
+kdbench's general method-weight warm-up (``warmup_epochs`` works on every method); ``weight`` is a
+factor the reference does not have (1 by default).
 """
 
 from __future__ import annotations
@@ -41,10 +45,6 @@ from kdbench.methods.logit_standardization import maybe_standardize
 from kdbench.models.base import Features, StagedModel
 
 
-def _kl_sum(log_p_student: torch.Tensor, p_teacher: torch.Tensor) -> torch.Tensor:
-    return F.kl_div(log_p_student, p_teacher, reduction="sum")
-
-
 @full_precision
 def dkd_parts(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float
@@ -52,20 +52,25 @@ def dkd_parts(
     """(TCKD, NCKD), each times T^2 and divided by the batch size."""
     batch, classes = student_logits.shape
     target = F.one_hot(labels, classes).bool()
-    p_student = F.softmax(student_logits / temperature, dim=1)
-    p_teacher = F.softmax(teacher_logits / temperature, dim=1)
 
-    def binary(p: torch.Tensor) -> torch.Tensor:
-        return torch.stack([(p * target).sum(dim=1), (p * ~target).sum(dim=1)], dim=1)
+    def log_binary(logits: torch.Tensor) -> torch.Tensor:
+        """log [p_target, p_rest] from the log-softmax (finite even where a probability underflows)."""
+        log_p = F.log_softmax(logits / temperature, dim=1)
+        log_target = log_p.masked_fill(~target, float("-inf")).logsumexp(dim=1)
+        log_rest = log_p.masked_fill(target, float("-inf")).logsumexp(dim=1)
+        return torch.stack([log_target, log_rest], dim=1)
 
     scale = temperature**2 / batch
-    tckd = _kl_sum(torch.log(binary(p_student)), binary(p_teacher)) * scale
-    # the target class pushed out of the softmax (exp(-1000) is 0), as the reference does: no
-    # data-dependent shapes, so it compiles
-    push_out = 1000.0 * target
-    others_student = F.log_softmax(student_logits / temperature - push_out, dim=1)
-    others_teacher = F.softmax(teacher_logits / temperature - push_out, dim=1)
-    nckd = _kl_sum(others_student, others_teacher) * scale
+    log_b_student, log_b_teacher = log_binary(student_logits), log_binary(teacher_logits)
+    tckd = (log_b_teacher.exp() * (log_b_teacher - log_b_student)).sum() * scale
+
+    # the softmax over the non-target classes: the target logit masked out (no data-dependent shapes,
+    # so it compiles), its KL term set to 0
+    def log_others(logits: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax((logits / temperature).masked_fill(target, float("-inf")), dim=1)
+
+    log_o_student, log_o_teacher = log_others(student_logits), log_others(teacher_logits)
+    nckd = (log_o_teacher.exp() * (log_o_teacher - log_o_student).masked_fill(target, 0.0)).sum() * scale
     return tckd, nckd
 
 

@@ -266,3 +266,15 @@ def test_ctkd_temperature_gradient_stays_finite_where_teacher_probabilities_unde
     teacher = 2000.0 * TEACHER.float()  # softmax(z / tau) is exactly 0 for most classes in float32
     term(features_with(STUDENT.float()), features_with(teacher), LABELS)["ctkd"].backward()
     assert torch.isfinite(term.temperature.theta.grad)
+
+
+def test_dkd_stays_finite_and_exact_for_extreme_logits() -> None:
+    student = (1e6 * STUDENT).requires_grad_()
+    losses = loss_of("dkd", student=student, teacher=1e6 * TEACHER)
+    losses["dkd"].backward()
+    assert torch.isfinite(losses["dkd"]) and torch.isfinite(student.grad).all()
+    # the non-target softmax really excludes the target class, whatever the logits' scale
+    teacher = TEACHER.clone()
+    teacher[torch.arange(BATCH), LABELS] = 1e9
+    expected = dkd_reference(rows(STUDENT), rows(teacher.clamp(max=50.0)), 0.0, 1.0, 4.0)
+    assert close(loss_of("dkd", teacher=teacher, alpha=0.0, beta=1.0)["dkd"], expected)
