@@ -54,8 +54,9 @@ NCE_EPS = 1e-7
 MODES = ("exact", "relax")
 
 
+@full_precision
 def l2_normalise(x: torch.Tensor) -> torch.Tensor:
-    """The code's ``Normalize(2)``: x / ||x|| (no epsilon)."""
+    """The code's ``Normalize(2)``: x / ||x|| (no epsilon), at float32 or wider."""
     return x / x.pow(2).sum(1, keepdim=True).pow(0.5)
 
 
