@@ -195,7 +195,7 @@ WORKER_OF_A_KILLED_PARENT = """
 import os, sys, time
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing
-from kdbench.executors.local import die_with_parent
+from kdbench.executors.training import die_with_parent
 
 if __name__ == "__main__":
     context = multiprocessing.get_context("spawn")

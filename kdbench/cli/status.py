@@ -58,4 +58,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"           see {store.run_dir(spec.run_id)}")
         if state.log_tail:
             print("\n".join("           | " + line for line in state.log_tail.splitlines()))
-    return 0
+    # as documented in EXIT_CODES: 1 when runs failed or are blocked, so scripts can tell
+    return 1 if any(state.status in (RunStatus.FAILED, RunStatus.BLOCKED) for state in states.values()) else 0
