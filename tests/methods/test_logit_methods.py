@@ -278,3 +278,12 @@ def test_dkd_stays_finite_and_exact_for_extreme_logits() -> None:
     teacher[torch.arange(BATCH), LABELS] = 1e9
     expected = dkd_reference(rows(STUDENT), rows(teacher.clamp(max=50.0)), 0.0, 1.0, 4.0)
     assert close(loss_of("dkd", teacher=teacher, alpha=0.0, beta=1.0)["dkd"], expected)
+
+
+def test_ctkd_with_logit_standardisation_is_kd_of_z_scores_at_the_learnt_temperature() -> None:
+    term = ctkd_distiller(logit_standardize=True).terms["ctkd"].double()
+    t = 1 + 20 / (1 + math.exp(-1.0))
+    student, teacher = [standardized(r) for r in rows(STUDENT)], [standardized(r) for r in rows(TEACHER)]
+    expected = sum(kl(softmax(z_t, t), softmax(z_s, t)) for z_s, z_t in zip(student, teacher, strict=True))
+    losses = term(features_with(STUDENT), features_with(TEACHER), LABELS)
+    assert close(losses["ctkd"], 0.9 * expected / BATCH * t * t)
