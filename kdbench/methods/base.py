@@ -153,8 +153,9 @@ class DistillLoss(nn.Module):
     def parameter_defaults(cls) -> dict[str, Any]:
         """Every keyword parameter of ``__init__`` with its default: what a suite may set.
 
-        Every method also takes ``warmup_epochs`` (default 0, or the method's own default where its
-        ``__init__`` declares it, as DKD's 20): the general linear warm-up of ``enable_warmup``.
+        Every method with a ``weight`` also takes ``warmup_epochs`` (default 0, or the method's own
+        default where its ``__init__`` declares it, as DKD's 20): the general linear warm-up of
+        ``enable_warmup``. (Vanilla has no weighted term, so nothing to warm up, and keeps no parameters.)
         """
         signature = inspect.signature(cls.__init__)
         defaults = {
@@ -162,7 +163,8 @@ class DistillLoss(nn.Module):
             for name, p in signature.parameters.items()
             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
         }
-        defaults.setdefault("warmup_epochs", 0)
+        if "weight" in defaults:
+            defaults.setdefault("warmup_epochs", 0)
         return defaults
 
     @classmethod
