@@ -99,16 +99,17 @@ class ConfusionMeter:
 
 
 @torch.no_grad()
-def evaluate_classifier(model: torch.nn.Module, batches: Any, num_classes: int, autocast: Any) -> dict[str, Any]:
-    """Every metric of ``model`` over one pass of ``batches`` (an object with ``epoch(e)``), in eval mode."""
+def evaluate_classifier(model: torch.nn.Module, batches: Any, num_classes: int | None, autocast: Any) -> dict[str, Any]:
+    """Every metric of ``model`` over one pass of ``batches`` (an object with ``epoch(e)``), in eval mode;
+    ``num_classes`` None takes the width of the logits."""
     was_training = model.training
     model.eval()
     meter: ConfusionMeter | None = None
     for images, labels in batches.epoch(0):
-        if meter is None:
-            meter = ConfusionMeter(num_classes, labels.device)
         with autocast():
             logits = model(images)
+        if meter is None:
+            meter = ConfusionMeter(num_classes or logits.shape[1], labels.device)
         meter.add(logits, labels)
     model.train(was_training)
     if meter is None:

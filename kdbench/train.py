@@ -10,6 +10,7 @@ that was never stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -23,16 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import yaml
 
 import kdbench
 from kdbench.data import DataSource, load_dataset
 from kdbench.data.loaders import make_loader
 from kdbench.methods import METHODS
+from kdbench.metrics import evaluate_classifier
 from kdbench.models import StagedModel, create_model
 from kdbench.models.checkpoint import load_crd_checkpoint, save_crd_checkpoint, sha256_of
 from kdbench.models.flops import count_flops, count_parameters
+from kdbench.recipe import Selector, make_scheduler, resolve_selection, split_validation
 from kdbench.results.store import atomic_write_bytes, atomic_write_json, write_failure
 from kdbench.step import (  # noqa: F401  (make_optimizer, training_step: imported from here by callers)
     Autocast,
@@ -86,16 +88,32 @@ def load_data(spec: RunSpec, data_root: str | None = None) -> DataSource:
     root = data_root or params.get("root") or os.environ.get("KDBENCH_DATA") or "data"
     if "root" in accepted:
         params["root"] = root
-    return load_dataset(spec.dataset["name"], **{k: v for k, v in params.items() if k in accepted})
+    data = load_dataset(spec.dataset["name"], **{k: v for k, v in params.items() if k in accepted})
+    if spec.dataset.get("groups"):
+        from kdbench.data.grouping import group_classes
+
+        data = group_classes(data, spec.dataset["groups"])  # e.g. MNIST 0-4 vs 5-9
+    return data
+
+
+def hold_out_validation(spec: RunSpec, data: DataSource) -> tuple[DataSource, Any]:
+    """The data with ``schedule.validation``'s stratified fraction held out of its train split (the same
+    images for every run: the split has its own seed), and that held-out split; None without one."""
+    validation = spec.schedule.get("validation")
+    if not validation:
+        return data, None
+    kept, held_out = split_validation(data.train, validation["fraction"], validation.get("seed", 0))
+    return dataclasses.replace(data, train=kept), held_out
 
 
 @dataclass
 class Loaders:
     train: Any
     test: Any
+    validation: Any = None
 
 
-def make_loaders(spec: RunSpec, data: DataSource, device: torch.device) -> Loaders:
+def make_loaders(spec: RunSpec, data: DataSource, device: torch.device, validation: Any = None) -> Loaders:
     """The device-resident path by default (``loader: auto``); ``loader: torchvision`` is the CRD code's."""
     kind = spec.dataset.get("loader", "auto")
     common = dict(
@@ -116,16 +134,18 @@ def make_loaders(spec: RunSpec, data: DataSource, device: torch.device) -> Loade
         with_indices=with_indices,
         **common,
     )
-    return Loaders(train, make_loader(data.test, train=False, augmentation=None, seed=0, **common))
+    test = make_loader(data.test, train=False, augmentation=None, seed=0, **common)
+    held_out = None if validation is None else make_loader(validation, train=False, augmentation=None, seed=0, **common)
+    return Loaders(train, test, held_out)
 
 
 def build_teacher(
-    spec: RunSpec, run_dir: Path, num_classes: int, device: torch.device
+    spec: RunSpec, run_dir: Path, num_classes: int, device: torch.device, image_shape: Any = None
 ) -> tuple[StagedModel | None, dict]:
     """The frozen teacher: from the suite's own teacher run, or from a CRD-format checkpoint file."""
     if spec.teacher is None:
         return None, {}
-    teacher = create_model(spec.teacher, num_classes)
+    teacher = create_model(spec.teacher, num_classes, image_shape)
     if spec.teacher_run is not None:
         path = run_dir.parent / spec.teacher_run / "model.pt"
         if not path.exists():
@@ -146,24 +166,11 @@ def load_weights(model: StagedModel, path: Path) -> None:
         raise RunFailed(str(error)) from None
 
 
-@torch.no_grad()
-def evaluate(model: StagedModel, batches: Any, autocast: Autocast) -> dict[str, float]:
-    """Test loss, top-1 and top-5 (top-k with k capped at the class count) in %."""
-    was_training = model.training
-    model.eval()
-    total, loss_sum, correct1, correct5 = 0, 0.0, 0, 0
-    for images, labels in batches.epoch(0):
-        with autocast():
-            logits = model(images)
-        logits = logits.float()
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        hits = top == labels[:, None]
-        correct1 += hits[:, 0].sum().item()
-        correct5 += hits.any(dim=1).sum().item()
-        total += labels.numel()
-    model.train(was_training)
-    return {"test_loss": loss_sum / total, "test_top1": 100.0 * correct1 / total, "test_top5": 100.0 * correct5 / total}
+def evaluate(model: StagedModel, batches: Any, autocast: Autocast, prefix: str = "test") -> dict[str, Any]:
+    """Loss, top-1 and top-5 (top-k with k capped at the class count) in %, macro and weighted F1, the
+    per-class recall / precision / F1 and the confusion matrix (``kdbench.metrics``), keys prefixed."""
+    metrics = evaluate_classifier(model, batches, None, autocast)
+    return {f"{prefix}_{key}": value for key, value in metrics.items()}
 
 
 def git_commit() -> str | None:
@@ -227,13 +234,13 @@ def _train(
     started = time.perf_counter()
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads())
-    data = load_data(spec, data_root)
-    loaders = make_loaders(spec, data, device)
+    data, validation = hold_out_validation(spec, load_data(spec, data_root))
+    loaders = make_loaders(spec, data, device, validation)
 
     # -- models: the student's init depends only on (architecture, seed); method parts seeded apart --
     torch.manual_seed(derive_seed(spec.seed, "student-init"))
-    student = create_model(spec.student, data.num_classes)
-    teacher, teacher_info = build_teacher(spec, run_dir, data.num_classes, device)
+    student = create_model(spec.student, data.num_classes, data.image_shape)
+    teacher, teacher_info = build_teacher(spec, run_dir, data.num_classes, device, data.image_shape)
     # the distiller on the device (layout, compile), its optimizers and autocast: what `kdbench bench` times
     step = build_training_step(
         student,
@@ -249,7 +256,13 @@ def _train(
     distiller, optimizer, init_optimizer, autocast = step.distiller, step.optimizer, step.init_optimizer, step.autocast
 
     schedule = spec.schedule
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, schedule["milestones"], gamma=schedule["lr_decay"])
+    scheduler = make_scheduler(optimizer, schedule)  # the CRD recipe's MultiStepLR unless the schedule says otherwise
+    # model selection on the validation split (kdbench.recipe); the selected weights are kept in selected.pt
+    selection = resolve_selection(schedule.get("selection"), schedule.get("early_stopping"))
+    selector = Selector(selection) if selection is not None else None
+    selected_path = run_dir / "selected.pt"
+    confusions: dict[str, Any] = {}  # the test confusion matrix of the last and of the selected epoch
+    stopped_early = False
     # Two-stage methods (FSP): first their own init stage on the student's feature layers.
     init_epochs = step.init_epochs
     total_epochs = init_epochs + schedule["epochs"]
@@ -278,6 +291,10 @@ def _train(
         metrics = state["metrics"]
         teacher_info = state["teacher_info"]
         start_epoch = state["epoch"]
+        confusions = state.get("confusions", {})
+        stopped_early = state.get("stopped_early", False)
+        if selector is not None:
+            selector.load_state_dict(state["selector"])
     elif teacher is not None:
         teacher_info["teacher_top1"] = evaluate(teacher, loaders.test, autocast)["test_top1"]
     # metrics.jsonl always mirrors the checkpoint (an epoch past it is redone, never duplicated)
@@ -297,7 +314,7 @@ def _train(
         )
     epochs_this_call = 0
     for epoch in range(start_epoch, total_epochs):
-        if stop_after is not None and epochs_this_call >= stop_after:
+        if stopped_early or (stop_after is not None and epochs_this_call >= stop_after):
             break
         epoch_started = time.perf_counter()
         in_init = epoch < init_epochs
@@ -312,6 +329,10 @@ def _train(
         sums, correct, seen = totals.loss_sums, totals.correct, totals.seen
         if not in_init:
             scheduler.step()
+        tested = evaluate(student, loaders.test, autocast)
+        confusions["last"] = tested.pop("test_confusion")  # the matrix goes to result.json, not every line
+        checked = {} if loaders.validation is None else evaluate(student, loaders.validation, autocast, "val")
+        checked.pop("val_confusion", None)
         record = {
             "epoch": epoch + 1,
             "phase": "init" if in_init else "main",
@@ -319,10 +340,16 @@ def _train(
             "losses": {k: v / seen for k, v in sums.items()},
             "train_loss": sum(sums.values()) / seen,
             "train_top1": None if in_init else 100.0 * correct / seen,
-            **evaluate(student, loaders.test, autocast),
+            **tested,
+            **checked,
             "seconds": time.perf_counter() - epoch_started,
         }
         metrics.append(record)
+        if selector is not None and not in_init:
+            if selector.update(record["epoch"], record[selection.metric]):
+                confusions["selected"] = confusions["last"]
+                save_crd_checkpoint(student, selected_path, epoch=record["epoch"], accuracy=record["test_top1"])
+            stopped_early = selector.should_stop
         _save_checkpoint(
             checkpoint_path,
             {
@@ -336,6 +363,9 @@ def _train(
                 "rng": _rng_state(),
                 "metrics": metrics,
                 "teacher_info": teacher_info,
+                "confusions": confusions,
+                "selector": None if selector is None else selector.state_dict(),
+                "stopped_early": stopped_early,
             },
         )
         with open(run_dir / "metrics.jsonl", "a") as handle:
@@ -346,14 +376,20 @@ def _train(
             bar.update(1)
     if bar is not None:
         bar.close()
-    if len(metrics) < total_epochs:
+    if len(metrics) < total_epochs and not stopped_early:
         return {"status": "interrupted", "epochs": len(metrics)}
 
     # -- the result record, written last: its presence means "done" --
     main = [m for m in metrics if m["phase"] == "main"]
     best = max(main, key=lambda m: m["test_top1"])
-    # the trained network in the CRD code's checkpoint format: students of this suite (and the CRD code) load it
-    save_crd_checkpoint(student, run_dir / "model.pt", epoch=schedule["epochs"], accuracy=main[-1]["test_top1"])
+    selected = None if selector is None else next(m for m in main if m["epoch"] == selector.best_epoch)
+    # the trained network in the CRD code's checkpoint format: students of this suite (and the CRD code) load it;
+    # with model selection, the selected epoch's weights (students of a selected teacher distil from those)
+    if selected is not None:
+        load_weights(student, selected_path)
+        save_crd_checkpoint(student, run_dir / "model.pt", epoch=selected["epoch"], accuracy=selected["test_top1"])
+    else:
+        save_crd_checkpoint(student, run_dir / "model.pt", epoch=schedule["epochs"], accuracy=main[-1]["test_top1"])
     result = {
         "run_id": spec.run_id,
         "status": "done",
@@ -364,6 +400,8 @@ def _train(
         "top1_best": best["test_top1"],
         "top5_best": max(m["test_top5"] for m in main),
         "best_epoch": best["epoch"],
+        **_classification_summary(main[-1], selected, confusions, data),
+        "stopped_early": stopped_early,
         "epochs": len(main),
         "init_epochs": init_epochs,
         "wall_time_s": sum(m["seconds"] for m in metrics),
@@ -382,3 +420,21 @@ def _train(
     }
     atomic_write_json(run_dir / "result.json", result)
     return result
+
+
+def _classification_summary(last: dict, selected: dict | None, confusions: dict, data: DataSource) -> dict[str, Any]:
+    """The result's per-class view: class names, the last epoch's F1 scores, per-class lists and test
+    confusion matrix, and the same at the epoch selected on the validation split (None without one)."""
+    from kdbench.data.grouping import class_names
+
+    summary: dict[str, Any] = {"class_names": class_names(data)}
+    for tag, record in (("last", last), ("selected", selected)):
+        for key in ("weighted_f1", "macro_f1", "per_class_recall", "per_class_precision", "per_class_f1"):
+            summary[f"{key}_{tag}"] = None if record is None else record[f"test_{key}"]
+        summary[f"confusion_{tag}"] = None if record is None else confusions.get(tag)
+    summary.update(
+        top1_selected=None if selected is None else selected["test_top1"],
+        top5_selected=None if selected is None else selected["test_top5"],
+        selected_epoch=None if selected is None else selected["epoch"],
+    )
+    return summary

@@ -34,7 +34,10 @@ def dataset_shape(dataset: dict) -> DatasetShape:
     shape = DATASETS.facts(name).get("shape")
     if shape is None:
         raise TypeError(f"data set '{name}' registered no shape= (a DatasetShape or a function of its config)")
-    return shape({**dataset_parameters(name), **dataset}) if callable(shape) else shape
+    declared = shape({**dataset_parameters(name), **dataset}) if callable(shape) else shape
+    if dataset.get("groups"):  # classes relabelled by group (kdbench.data.grouping): one class per group
+        return DatasetShape(len(dataset["groups"]), declared.image_shape)
+    return declared
 
 
 for _module in pkgutil.iter_modules(__path__):

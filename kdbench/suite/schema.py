@@ -68,7 +68,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "compile": "off",
 }
 
-DATASET_COMMON_KEYS = ("name", "root", "download", "loader")
+#: keys every data set takes; ``groups`` (kdbench.data.grouping) relabels classes by group, e.g. [[0..4], [5..9]]
+DATASET_COMMON_KEYS = ("name", "root", "download", "loader", "groups")
 EXCLUDE_KEYS = ("pair", "method", "seed", "teacher", "student")
 
 
@@ -366,6 +367,13 @@ def resolve_dataset(dataset: Any, c: Collector) -> DatasetConfig | None:
     for key, default in params.items():
         if key in dataset and key not in DATASET_COMMON_KEYS:
             c.check_type(f"dataset.{key}", dataset[key], default)
+    if dataset.get("groups") is not None:
+        from kdbench.data import dataset_shape
+        from kdbench.data.grouping import grouping_problems
+
+        classes = dataset_shape({**dataset, "name": name, "groups": None}).num_classes
+        for problem in grouping_problems(dataset["groups"], classes):
+            c.add("dataset.groups", problem)
     resolved = dict(params)
     resolved.update({k: v for k, v in dataset.items() if k != "name"})
     resolved["name"] = name
