@@ -34,6 +34,7 @@ from kdbench.metrics import evaluate_classifier
 from kdbench.models import StagedModel, create_model
 from kdbench.models.checkpoint import load_crd_checkpoint, save_crd_checkpoint, sha256_of
 from kdbench.models.flops import count_flops, count_parameters
+from kdbench.models.torchvision_backbones import WeightsError
 from kdbench.recipe import Selector, make_scheduler, resolve_selection, split_validation
 from kdbench.results.store import atomic_write_bytes, atomic_write_json, write_failure
 from kdbench.step import (  # noqa: F401  (make_optimizer, training_step: imported from here by callers)
@@ -239,7 +240,11 @@ def _train(
 
     # -- models: the student's init depends only on (architecture, seed); method parts seeded apart --
     torch.manual_seed(derive_seed(spec.seed, "student-init"))
-    student = create_model(spec.student, data.num_classes, data.image_shape)
+    # the suite's options of the student (`models:`: pretrained weights, trainable blocks)
+    try:
+        student = create_model(spec.student, data.num_classes, data.image_shape, **spec.models.get(spec.student, {}))
+    except WeightsError as error:  # pretrained weights missing or not fitting: a user-facing reason
+        raise RunFailed(str(error)) from None
     teacher, teacher_info = build_teacher(spec, run_dir, data.num_classes, device, data.image_shape)
     # the distiller on the device (layout, compile), its optimizers and autocast: what `kdbench bench` times
     step = build_training_step(

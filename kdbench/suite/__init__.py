@@ -35,6 +35,7 @@ from kdbench.suite.schema import (
     resolve_dataset,
     resolve_excludes,
     resolve_methods,
+    resolve_models,
     resolve_pairs,
     resolve_schedule,
     resolve_seeds,
@@ -58,6 +59,7 @@ TOP_LEVEL_KEYS = {
     "reduce-overhead|max-autotune}",
     "seeds": "list of integer seeds",
     "teachers": "{model: {checkpoint: PATH} or {seed: N, schedule: {...}}}",
+    "models": "{model: {option: value}}: a family's own options (torchvision backbones: weights, trainable)",
     "teacher_checkpoints": "a folder of CRD-format teachers (<name>_vanilla/ckpt_epoch_240.pth) used by every teacher",
     "pairs": "list of [teacher, student], or {teacher, student, schedule: {...}, self_distillation: true}",
     "methods": "{label: {use: method or [methods], <method>: {params}, ce_weight: x}}",
@@ -134,6 +136,7 @@ def _variant(swept: dict[str, Any], document: dict, c: Collector, shortened: boo
         methods=resolve_methods(document.get("methods"), c),
         excludes=resolve_excludes(document.get("excludes"), c),
         pair_schedules=pair_schedules,
+        model_options=resolve_models(document.get("models"), c),
     )
     if not c.problems:
         _check_across_sections(variant, document, c)

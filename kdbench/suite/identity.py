@@ -47,6 +47,7 @@ LATER_DEFAULTS: tuple[LaterDefault, ...] = (
     LaterDefault("schedule.validation", None, since="0.2.0"),
     LaterDefault("schedule.selection", None, since="0.2.0"),
     LaterDefault("schedule.early_stopping", None, since="0.2.0"),
+    LaterDefault("models", {}, since="0.2.0"),
 )
 
 

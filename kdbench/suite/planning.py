@@ -46,6 +46,7 @@ def _teacher_run(teacher: TeacherConfig, variant: SuiteVariant, suite_name: str)
         teacher=None,
         terms=(("vanilla", {}),),
         ce_weight=1.0,
+        models=variant.options_of(teacher.name),
         suite=suite_name,
         method="Teacher",
         # a teacher is the same run for every method and seed of the sweep
@@ -97,6 +98,7 @@ def plan(suite) -> Plan:  # suite: kdbench.suite.Suite
                         ce_weight=method.ce_weight,
                         teacher_run=teacher_spec.run_id if uses_teacher and teacher_spec else None,
                         teacher_checkpoint=source.checkpoint if uses_teacher else None,
+                        models=variant.options_of(student, teacher if uses_teacher else None),
                         suite=suite.name,
                         method=method.label,
                         sweep=relevant,

@@ -203,9 +203,15 @@ class SuiteVariant:
     excludes: tuple[Exclude, ...] = field(default=())
     #: a pair's own student schedule, where it sets one (the CRD code's lr 0.01 for MobileNetV2 students)
     pair_schedules: Mapping[tuple[str, str], Schedule] = field(default_factory=dict)
+    #: a model's own options, by canonical name (``models:`` in the suite: weights, trainable)
+    model_options: Mapping[str, dict] = field(default_factory=dict)
 
     def student_schedule(self, teacher: str, student: str) -> Schedule:
         return self.pair_schedules.get((teacher, student), self.schedule)
+
+    def options_of(self, *names: str | None) -> dict[str, dict]:
+        """The options of those of ``names`` that have any (a run's ``models`` entry)."""
+        return {name: dict(self.model_options[name]) for name in names if name in self.model_options}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,6 +416,39 @@ def model_name(c: Collector, path: str, name: Any) -> str | None:
     except UnknownNameError as error:
         c.add(path, str(error))
         return None
+
+
+def resolve_models(models: Any, c: Collector) -> dict[str, dict]:
+    """``models: {name: {option: value}}``: a family's own parameters (the torchvision backbones'
+    ``weights`` and ``trainable``), checked against the family's signature."""
+    import inspect
+
+    from kdbench.models import MODELS
+
+    if models is None:
+        return {}
+    if not isinstance(models, Mapping):
+        c.add("models", f"expected a mapping of model name to options, got {describe(models)}")
+        return {}
+    resolved = {}
+    for name, options in models.items():
+        canonical = model_name(c, f"models.{name}", name)
+        if canonical is None:
+            continue
+        parameters = inspect.signature(MODELS.get(canonical)).parameters
+        valid = [key for key in parameters if key not in ("num_classes", "image_shape")]
+        if not isinstance(options, Mapping):
+            choices = ", ".join(valid) or "none"
+            c.add(f"models.{name}", f"expected a mapping of options ({choices}), got {describe(options)}")
+            continue
+        if not valid and options:
+            c.add(f"models.{name}", f"{canonical} takes no options")
+            continue
+        c.unknown_keys(f"models.{name}", options, valid)
+        given = {key: value for key, value in options.items() if key in valid}
+        if given:
+            resolved[canonical] = given
+    return resolved
 
 
 def resolve_teachers(teachers: Any, checkpoint_dir: Any, schedule: Schedule, c: Collector) -> tuple[TeacherConfig, ...]:

@@ -25,6 +25,8 @@ class RunSpec:
     ce_weight: float
     teacher_run: str | None = None
     teacher_checkpoint: str | None = None
+    #: options of the run's models, by canonical name (``weights``, ``trainable`` of the torchvision backbones)
+    models: dict = field(default_factory=dict)
     # descriptive only: not part of the id
     suite: str = ""
     method: str = ""
@@ -47,6 +49,7 @@ class RunSpec:
             "ce_weight": self.ce_weight,
             "teacher_run": self.teacher_run,
             "teacher_checkpoint": self.teacher_checkpoint,
+            "models": self.models,
         }
 
     @cached_property

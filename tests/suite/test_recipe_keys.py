@@ -55,3 +55,29 @@ def test_recipe_keys_are_typed_into_the_run_and_change_its_id(write_suite) -> No
 def test_bad_recipe_values_are_named(write_suite, schedule: dict, expected: str) -> None:
     with pytest.raises(SuiteError, match=expected.replace(".", r"\.").replace("(", r"\(")):
         _runs(write_suite, **schedule)
+
+
+def test_model_options_reach_the_runs_that_use_the_model(write_suite) -> None:
+    suite = tiny_suite(
+        teachers={"tv_mobilenet_v2": {}},
+        pairs=[["tv_mobilenet_v2", "resnet8"]],
+        models={"TV-MobileNetV2": {"weights": "imagenet", "trainable": ["classifier"]}},
+    )
+    runs = list(plan(load_suite(write_suite(suite))).runs)
+    by_kind = {(run.kind, run.method): run for run in runs}
+    assert by_kind["teacher", "Teacher"].models == {
+        "tv_mobilenet_v2": {"weights": "imagenet", "trainable": ["classifier"]}
+    }
+    assert by_kind["student", "KD"].models == {"tv_mobilenet_v2": {"weights": "imagenet", "trainable": ["classifier"]}}
+    assert by_kind["student", "Vanilla"].models == {}  # Vanilla uses no teacher: its id stays the plain one
+    plain = {run.run_id for run in plan(load_suite(write_suite(tiny_suite(), "plain.yaml"))).runs}
+    assert by_kind["student", "Vanilla"].run_id in plain
+
+
+def test_unknown_model_options_are_named(write_suite) -> None:
+    suite = tiny_suite(models={"tv_resnet50": {"weight": "imagenet"}, "resnet8": {"width": 2}})
+    with pytest.raises(SuiteError) as raised:
+        load_suite(write_suite(suite))
+    message = str(raised.value)
+    assert "models.tv_resnet50.weight: unknown key 'weight'. Did you mean 'weights'?" in message
+    assert "models.resnet8: resnet8 takes no options" in message
