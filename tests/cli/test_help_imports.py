@@ -22,10 +22,11 @@ def heavy_modules_after(argv: list[str]) -> list[str]:
         f"    main({argv!r})\n"
         "except SystemExit:\n"
         "    pass\n"
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+        f"print('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    return [m for m in done.stdout.strip().splitlines()[-1].split(",") if m]
+    line = next(line for line in reversed(done.stdout.splitlines()) if line.startswith("HEAVY:"))
+    return [m for m in line.removeprefix("HEAVY:").split(",") if m]
 
 
 def test_top_level_help_imports_nothing_heavy() -> None:
