@@ -24,17 +24,6 @@ METHODS = ("gradcam", "saliency")
 LAST = "last"
 
 
-def build_model(name: str, num_classes: int, image_shape: tuple[int, ...]) -> StagedModel:
-    """A registered model for this data set; families whose layers depend on the image size get its shape."""
-    import inspect
-
-    from kdbench.models import MODELS, create_model
-
-    if "image_shape" in inspect.signature(MODELS.get(name)).parameters:
-        return MODELS.get(name)(num_classes=num_classes, image_shape=tuple(image_shape))
-    return create_model(name, num_classes)
-
-
 def layer_names(model: StagedModel) -> list[str]:
     """The stage boundaries Grad-CAM can read: ``stage1`` ... ``stageN`` (the outputs F_1 ... F_N)."""
     return [f"stage{index}" for index in range(1, len(model.stages) + 1)]
@@ -57,12 +46,12 @@ def gradcam_maps(model: StagedModel, images: torch.Tensor, targets: torch.Tensor
     from captum.attr import LayerAttribution, LayerGradCam
 
     model.eval()
-    _, module = resolve_layer(model, layer)
+    name, module = resolve_layer(model, layer)
     cams = LayerGradCam(model, module).attribute(images, target=targets, relu_attributions=True)
     if cams.dim() != 4:
         raise ValueError(
-            f"Grad-CAM needs a spatial map, but {type(model).__name__}'s {layer} output is a vector "
-            f"({tuple(cams.shape[1:])} per image); use saliency for this model"
+            f"Grad-CAM needs a feature map, but the output of {type(model).__name__}'s {name} is a vector; "
+            "use --method saliency for this model"
         )
     upsampled = LayerAttribution.interpolate(cams, tuple(images.shape[-2:]), interpolate_mode="bilinear")
     return upsampled[:, 0].detach()

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from kdbench.explain.attribution import LAST, attribute, build_model, resolve_layer, views
+from kdbench.explain.attribution import LAST, attribute, resolve_layer, views
 from kdbench.explain.images import choose_images
 from kdbench.explain.scores import average_ranks, closer_rate, cosine_similarity, mean_and_std, pearson_correlation
-from kdbench.models import MODELS, StagedModel
+from kdbench.models import MODELS, StagedModel, create_model
 from kdbench.models.checkpoint import load_crd_checkpoint
 from kdbench.results.store import DONE, ResultStore, atomic_write_json
 from kdbench.suite import RunSpec, Suite
@@ -222,7 +222,8 @@ def explain_model(
 
 
 def _load(architecture: str, weights: Path, num_classes: int, image_shape: tuple[int, ...]) -> StagedModel:
-    model = build_model(architecture, num_classes, image_shape)
+    """The trained network, built as training builds a teacher it loads (the family's defaults, the data's shape)."""
+    model = create_model(architecture, num_classes, image_shape)
     load_crd_checkpoint(model, weights)
     return model
 

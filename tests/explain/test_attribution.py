@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdbench.explain.attribution import build_model, gradcam_maps, layer_names, resolve_layer, saliency_maps, views
+from kdbench.explain.attribution import gradcam_maps, layer_names, resolve_layer, saliency_maps, views
 from kdbench.models import MODELS, create_model
 
 
@@ -87,13 +87,13 @@ def test_gradcam_runs_at_every_stage_of_every_model(name: str) -> None:
     stages are vectors (an MLP) is refused with a message pointing to saliency."""
     torch.manual_seed(0)
     shape = (1, 28, 28) if "image_shape" in inspect.signature(MODELS.get(name)).parameters else (3, 32, 32)
-    model = build_model(name, 10, shape).eval()
+    model = create_model(name, 10, shape).eval()
     images = torch.randn(2, *shape)
     for layer in layer_names(model):
         with torch.no_grad():
             spatial = model.forward_features(images).stages[int(layer.removeprefix("stage")) - 1].dim() == 4
         if not spatial:
-            with pytest.raises(ValueError, match="use saliency"):
+            with pytest.raises(ValueError, match="use --method saliency"):
                 gradcam_maps(model, images, torch.tensor([1, 7]), layer)
             continue
         maps = gradcam_maps(model, images, torch.tensor([1, 7]), layer)

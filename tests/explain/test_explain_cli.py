@@ -10,9 +10,9 @@ import torch
 import yaml
 
 from kdbench.cli import main
-from kdbench.explain.attribution import build_model
 from kdbench.explain.runner import normalise
 from kdbench.explain.scores import cosine_similarity
+from kdbench.models import create_model
 from kdbench.models.checkpoint import load_crd_checkpoint
 from kdbench.results.store import ResultStore
 from kdbench.suite import load_suite, plan
@@ -83,7 +83,7 @@ def test_gradcam_writes_the_files_and_every_row(finished, capsys: pytest.Capture
     labels = data.test.labels[indices]
 
     def maps(architecture: str, run_id: str) -> torch.Tensor:
-        model = build_model(architecture, 10, (3, 8, 8))
+        model = create_model(architecture, 10, (3, 8, 8))
         load_crd_checkpoint(model, results / "runs" / run_id / "model.pt")
         return direct_gradcam(model.double().eval(), inputs, labels, stage=3).detach()
 
