@@ -138,6 +138,11 @@ def run(args: argparse.Namespace) -> int:
 
         curves = curves_frame(store.run_dir(run_id) for run_id in curve_runs(frame))
         summary = plot_all(frame, report, out, curves, plots_dir=written["plots"])
+        from kdbench.results.practitioner import plot_practitioner  # KD vs no KD, size, FLOPs, confusion, per class
+
+        practitioner = plot_practitioner(frame, report, store, written["plots"])
+        summary.written += practitioner.written
+        summary.skipped.update(practitioner.skipped)
         names = sorted({p.stem for p in summary.written})
         lines.append(f"plots: {', '.join(names) or 'none'} (PNG and PDF under {written['plots']})")
         lines += [f"  skipped {name}: {reason}" for name, reason in summary.skipped.items()]
