@@ -9,6 +9,8 @@ from kdbench.methods import METHODS
 from kdbench.suite import SuiteError, load_suite, plan
 from tests.conftest import tiny_suite
 
+SELF_PAIR = {"teacher": "resnet8", "student": "resnet8", "self_distillation": True}
+
 
 def problems_of(write_suite, document: dict, overrides=()) -> str:
     with pytest.raises(SuiteError) as caught:
@@ -255,3 +257,21 @@ def test_a_pair_may_refine_its_students_schedule(write_suite) -> None:
             pairs=[{"teacher": "resnet8", "student": "resnet8", "self_distillation": True, "schedule": {"lr": -1}}]
         ),
     )
+
+
+def test_a_pair_may_refine_its_methods_parameters(write_suite) -> None:
+    """mdistiller sets DKD's beta per pair: a pair's own method settings, merged over the suite's."""
+    document = tiny_suite(
+        teachers={"resnet8": {}, "resnet14": {}},
+        pairs=[
+            {"teacher": "resnet8", "student": "resnet8", "self_distillation": True},
+            {"teacher": "resnet14", "student": "resnet8", "methods": {"KD": {"kd": {"temperature": 2}}}},
+        ],
+    )
+    runs = [r for r in plan(load_suite(write_suite(document))) if r.method == "KD"]
+    assert {r.pair_teacher: dict(r.terms)["kd"]["temperature"] for r in runs} == {"resnet8": 4.0, "resnet14": 2.0}
+    message = problems_of(
+        write_suite,
+        tiny_suite(pairs=[{**SELF_PAIR, "methods": {"KDD": {}, "KD": {"kd": {"temperature": -1}}}}]),
+    )
+    assert "pairs[0].methods.KDD: Unknown method label 'KDD'. Did you mean 'KD'?" in message

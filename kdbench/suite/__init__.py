@@ -61,7 +61,8 @@ TOP_LEVEL_KEYS = {
     "teachers": "{model: {checkpoint: PATH} or {seed: N, schedule: {...}}}",
     "models": "{model: {option: value}}: a family's own options (torchvision backbones: weights, trainable)",
     "teacher_checkpoints": "a folder of CRD-format teachers (<name>_vanilla/ckpt_epoch_240.pth) used by every teacher",
-    "pairs": "list of [teacher, student], or {teacher, student, schedule: {...}, self_distillation: true}",
+    "pairs": "list of [teacher, student], or {teacher, student, schedule: {...}, methods: {label: {...}}, "
+    "self_distillation: true}",
     "methods": "{label: {use: method or [methods], <method>: {params}, ce_weight: x}}",
     "sweeps": "{key.path: [values, ...]}: a grid over any parameter",
     "excludes": "list of {pair: [t, s], method: label, seed: n}",
@@ -124,7 +125,7 @@ def _variant(swept: dict[str, Any], document: dict, c: Collector, shortened: boo
     dataset = resolve_dataset(document.get("dataset"), c)
     schedule = resolve_schedule(document.get("schedule"), c, "schedule", shortened)
     teachers = resolve_teachers(document.get("teachers"), document.get("teacher_checkpoints"), schedule, c)
-    pairs, pair_schedules = resolve_pairs(document.get("pairs"), teachers, schedule, c, shortened)
+    pairs = resolve_pairs(document.get("pairs"), teachers, schedule, document.get("methods"), c, shortened)
     variant = SuiteVariant(
         swept=swept,
         dataset=dataset or DatasetConfig("", ()),
@@ -132,10 +133,11 @@ def _variant(swept: dict[str, Any], document: dict, c: Collector, shortened: boo
         training=resolve_training(document.get("training"), c),
         seeds=resolve_seeds(document.get("seeds"), c),
         teachers=teachers,
-        pairs=pairs,
+        pairs=pairs.pairs,
         methods=resolve_methods(document.get("methods"), c),
         excludes=resolve_excludes(document.get("excludes"), c),
-        pair_schedules=pair_schedules,
+        pair_schedules=pairs.schedules,
+        pair_methods=pairs.methods,
         model_options=resolve_models(document.get("models"), c),
     )
     if not c.problems:

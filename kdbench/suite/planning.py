@@ -71,7 +71,7 @@ def plan(suite) -> Plan:  # suite: kdbench.suite.Suite
             teacher_spec = None if source.checkpoint else _teacher_run(source, variant, suite.name)
             if teacher_spec is not None:  # only teachers of some pair are trained
                 teachers.setdefault(teacher_spec.run_id, teacher_spec)
-            for method in variant.methods:
+            for method in variant.methods_of(teacher, student):
                 relevant = {
                     k: v
                     for k, v in variant.swept.items()

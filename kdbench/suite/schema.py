@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kdbench.registry import UnknownNameError, unknown_name_message
-from kdbench.validation import Collector, describe, join
+from kdbench.validation import Collector, Problem, describe, join
 
 #: Named schedules; a suite's ``schedule`` may name one (``schedule: crd``) or set ``preset:`` and override keys.
 SCHEDULE_PRESETS: dict[str, dict[str, Any]] = {
@@ -206,8 +206,14 @@ class SuiteVariant:
     #: a model's own options, by canonical name (``models:`` in the suite: weights, trainable)
     model_options: Mapping[str, dict] = field(default_factory=dict)
 
+    #: a pair's own method settings, where it refines any (mdistiller's per-pair DKD beta)
+    pair_methods: Mapping[tuple[str, str], tuple[MethodConfig, ...]] = field(default_factory=dict)
+
     def student_schedule(self, teacher: str, student: str) -> Schedule:
         return self.pair_schedules.get((teacher, student), self.schedule)
+
+    def methods_of(self, teacher: str, student: str) -> tuple[MethodConfig, ...]:
+        return self.pair_methods.get((teacher, student), self.methods)
 
     def options_of(self, *names: str | None) -> dict[str, dict]:
         """The options of those of ``names`` that have any (a run's ``models`` entry)."""
@@ -500,27 +506,43 @@ def resolve_teachers(teachers: Any, checkpoint_dir: Any, schedule: Schedule, c: 
     return tuple(resolved)
 
 
+@dataclass(frozen=True)
+class ResolvedPairs:
+    pairs: tuple[tuple[str, str], ...] = ()
+    schedules: Mapping[tuple[str, str], Schedule] = field(default_factory=dict)
+    methods: Mapping[tuple[str, str], tuple[MethodConfig, ...]] = field(default_factory=dict)
+
+
 def resolve_pairs(
-    pairs: Any, teachers: tuple[TeacherConfig, ...], schedule: Schedule, c: Collector, shortened: bool = False
-) -> tuple[tuple[tuple[str, str], ...], dict[tuple[str, str], Schedule]]:
+    pairs: Any,
+    teachers: tuple[TeacherConfig, ...],
+    schedule: Schedule,
+    methods: Any,
+    c: Collector,
+    shortened: bool = False,
+) -> ResolvedPairs:
     """``[teacher, student]`` entries, or mappings ``{teacher: X, student: Y, schedule: {lr: 0.01},
-    self_distillation: true}``: ``schedule`` refines the suite's for this pair's students (its teacher
-    keeps its own), ``self_distillation`` declares a model distilled into itself (refused otherwise, since
-    it is usually a typo). Returns the pairs and the pairs' own schedules."""
+    methods: {DKD: {dkd: {beta: 2}}}, self_distillation: true}``: ``schedule`` refines the suite's for
+    this pair's students (its teacher keeps its own), ``methods`` refines the settings of the suite's
+    method labels for this pair (merged over them), ``self_distillation`` declares a model distilled
+    into itself (refused otherwise, since it is usually a typo)."""
     own_schedules: dict[tuple[str, str], Schedule] = {}
+    own_methods: dict[tuple[str, str], tuple[MethodConfig, ...]] = {}
     if pairs is None:
-        return (), own_schedules
+        return ResolvedPairs()
     if not isinstance(pairs, list) or not pairs:
         c.add("pairs", f"expected a non-empty list of [teacher, student], got {describe(pairs)}")
-        return (), own_schedules
+        return ResolvedPairs()
     known = {t.name for t in teachers}
     resolved: list[tuple[str, str]] = []
     for i, pair in enumerate(pairs):
         path = f"pairs[{i}]"
         self_distillation = False
         pair_schedule = None
+        pair_methods = None
         if isinstance(pair, Mapping):
-            c.unknown_keys(path, pair, ["teacher", "student", "schedule", "self_distillation"])
+            c.unknown_keys(path, pair, ["teacher", "student", "schedule", "methods", "self_distillation"])
+            pair_methods = _pair_methods(pair.get("methods"), methods, c, f"{path}.methods")
             self_distillation = pair.get("self_distillation", False) is True
             if pair.get("schedule") is not None:
                 own = pair["schedule"]
@@ -554,7 +576,38 @@ def resolve_pairs(
             resolved.append((teacher, student))
             if pair_schedule is not None:
                 own_schedules[(teacher, student)] = pair_schedule
-    return tuple(resolved), own_schedules
+            if pair_methods is not None:
+                own_methods[(teacher, student)] = pair_methods
+    return ResolvedPairs(tuple(resolved), own_schedules, own_methods)
+
+
+def _pair_methods(refinements: Any, methods: Any, c: Collector, path: str) -> tuple[MethodConfig, ...] | None:
+    """The suite's methods with one pair's refinements merged over their settings."""
+    if refinements is None:
+        return None
+    if not isinstance(refinements, Mapping) or not isinstance(methods, Mapping):
+        c.add(path, f"expected a mapping of method label to settings, got {describe(refinements)}")
+        return None
+    for label in refinements:
+        if label not in methods:
+            c.add(join(path, label), unknown_name_message("method label", label, list(methods)))
+    if c.has_problems_under(path):
+        return None
+    from kdbench.suite.loading import deep_merge
+
+    merged = {
+        label: deep_merge(dict(settings or {}), refinements.get(label) or {}) if label in refinements else settings
+        for label, settings in methods.items()
+    }
+    scratch = Collector()
+    resolved = resolve_methods(merged, scratch)
+    # problems of the suite's own entries are reported once, under methods; these are the pair's
+    c.problems += [
+        Problem(f"{path}.{p.path.removeprefix('methods.')}", p.message)
+        for p in scratch.problems
+        if p.path.split(".")[1] in refinements
+    ]
+    return resolved
 
 
 def resolve_methods(methods: Any, c: Collector) -> tuple[MethodConfig, ...]:
