@@ -135,10 +135,21 @@ def bench_packing(
     throughputs: dict[int, list[float]] = {n: [] for n in counts}
     for repeat in range(repeats):
         for n in counts if repeat % 2 == 0 else reversed(counts):
-            seconds = time_packed(work, settings, n)
-            throughputs[n].append(n * settings.steps * work.batch_size / max(seconds))
+            throughputs[n].append(packed_images_per_s(work, settings, n))
             if progress:
                 progress(f"packing: {n} process(es), repeat {repeat + 1}/{repeats}")
+    return packing_summary(work, settings, throughputs, repeats)
+
+
+def packed_images_per_s(work: Workload, settings: BenchSettings, processes: int) -> float:
+    """The device's throughput with ``processes`` runs at once: all images of all runs / the slowest run's time."""
+    seconds = time_packed(work, settings, processes)
+    return processes * settings.steps * work.batch_size / max(seconds)
+
+
+def packing_summary(work: Workload, settings: BenchSettings, throughputs: dict[int, list[float]], repeats: int) -> dict:
+    """Rows per count (median throughput, per run, against the fewest processes) and the recommended N."""
+    counts = sorted(n for n, values in throughputs.items() if values)
     rows = []
     single = statistics.median(throughputs[counts[0]])
     for n in counts:

@@ -77,6 +77,25 @@ def register(subparsers) -> None:
     parser.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON here")
     parser.add_argument("--suite", default=None, metavar="YAML", help="also project the hours of this suite's runs")
     parser.add_argument("--suite-steps", type=int, default=5, help="timed steps per (pair, method) of the suite")
+    check = parser.add_argument_group(
+        "GPU check",
+        "--gpu-check measures and checks every CUDA path in one command (under 8 minutes on an H100/H200): the "
+        "environment, pytest -m gpu, the step benchmarks in fp32, bf16 and bf16 + compile, packing 1,2,4,8, the "
+        "Table 1 projection; JSON and Markdown to --out, the Markdown printed at the end. Other options are ignored.",
+    )
+    check.add_argument("--gpu-check", action="store_true", help="run the GPU check (needs --out)")
+    check.add_argument("--out", default=None, metavar="DIR", help="where the check writes gpu-check.json/.md/.log")
+    check.add_argument(
+        "--tiny", action="store_true", help="every stage at toy sizes: a CPU rehearsal of the check (--device cpu)"
+    )
+    check.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="the check's time budget in seconds, shared by its stages (default 480; 300 with --tiny); a ceiling: "
+        "stages end when done",
+    )
     parser.add_argument(
         "overrides",
         nargs="*",
@@ -87,6 +106,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.gpu_check:
+        return _gpu_check(args)
     import torch
 
     from kdbench.bench.pair import bench_pair, canonical_model, check_methods
@@ -203,6 +224,28 @@ def _bench_packing(args: argparse.Namespace, settings: BenchSettings, counts: li
         return bench_packing(work, settings, counts, repeats=args.packing_repeats, progress=_progress)
     except PackingBenchFailed as error:  # e.g. too many runs for the device's memory: say so, no traceback
         raise UserError(f"{error}\n  (try fewer: --packing {','.join(map(str, counts[:-1])) or '1'})") from None
+
+
+def _gpu_check(args: argparse.Namespace) -> int:
+    """``--gpu-check``: the stages of ``kdbench.bench.gpu_check`` under the budget; exit 1 if one failed."""
+    from kdbench.bench.gpu_check import CheckPlan, run_gpu_check
+
+    problems = []
+    if not args.out:
+        problems.append("--gpu-check needs --out DIR (where gpu-check.json, .md and .log go)")
+    if args.budget_s is not None and not args.budget_s > 0:
+        problems.append(f"--budget-s must be a positive number of seconds, got {args.budget_s}")
+    device = args.device or "cuda"
+    if not (device == "cpu" or device.startswith("cuda")):
+        problems.append(f"--device for --gpu-check: cpu or cuda[:N], got {device!r}")
+    if problems:
+        raise UserError("\n  ".join(problems))
+    build = CheckPlan.rehearsal if args.tiny else CheckPlan.full
+    plan = build(device) if args.budget_s is None else build(device, args.budget_s)
+    report = run_gpu_check(plan, Path(args.out), echo=lambda line: print(line, flush=True))
+    failed = [name for name, stage in report["stages"].items() if stage["status"] != "ok"]
+    print(f"\nwrote {Path(args.out) / 'gpu-check.json'} and gpu-check.md; stages not ok: {', '.join(failed) or 'none'}")
+    return 1 if failed else 0
 
 
 def _progress(message: str) -> None:
