@@ -72,29 +72,25 @@ def draw_grid(
     return written
 
 
-def write_grids(document: dict, selections, explained, raw: torch.Tensor, out: Path, options) -> dict[str, Path]:
-    """One grid per pair and view (``<stem>[-<view>]-<teacher>-<student>.png/.pdf``) of the first grid images."""
+def write_grids(document: dict, grids: list, pictures_raw: torch.Tensor, out: Path, stem: str) -> dict[str, Path]:
+    """One grid per pair and view (``<stem>[-<view>]-<teacher>-<student>.png/.pdf``) of the first images.
+
+    ``grids`` are ``runner.GridRows``: per pair, (row title, {view: maps of the shown images}).
+    """
     from kdbench.explain.tables import describe
 
-    count = min(options.grid_images, raw.shape[0])
-    pictures = [_as_picture(raw[i]) for i in range(count)]
+    count = pictures_raw.shape[0]
+    pictures = [_as_picture(pictures_raw[i]) for i in range(count)]
     titles = [f"class {label}" for label in document["labels"][:count]]
     written: dict[str, Path] = {}
-    for selection in selections:
-        teacher = explained[selection.teacher.key]
+    for grid in grids:
         for view in document["views"]:
-            rows = [(f"Teacher\n{selection.teacher.architecture}", teacher.maps[view])]
-            for label, seeds in selection.rows.items():
-                seed = min(seeds)
-                rows.append((f"{label}\nseed {seed}", explained[seeds[seed].run_id].maps[view]))
-            rows_scaled = [(title, [_scaled(maps[i]) for i in range(count)]) for title, maps in rows]
-            name = options.stem + ("" if view == "gradcam" else f"-{view}")
-            stem = out / f"{name}-{selection.teacher.architecture}-{selection.student}"
+            rows = [(title, [_scaled(maps[view][i]) for i in range(count)]) for title, maps in grid.rows]
+            name = stem + ("" if view == "gradcam" else f"-{view}")
             if view == "gradcam":
-                student_layer = explained[selection.students()[0].run_id].layer
-                heading = f"{describe(document)}\n(teacher {teacher.layer}, students {student_layer})"
+                heading = f"{describe(document)}\n(teacher {grid.layers[0]}, students {grid.layers[1]})"
             else:
                 heading = f"{describe(document)}; map: {view}"
-            for path in draw_grid(pictures, titles, rows_scaled, heading, stem):
+            for path in draw_grid(pictures, titles, rows, heading, out / f"{name}-{grid.teacher}-{grid.student}"):
                 written[path.name] = path
     return written

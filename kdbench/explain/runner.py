@@ -191,10 +191,16 @@ class Explained:
     _ranks: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def ranks(self, view: str) -> torch.Tensor:
+        """Average ranks of each image's map, kept (a teacher's are compared with every student's)."""
         if view not in self._ranks:
-            flat = self.maps[view].reshape(self.maps[view].shape[0], -1).to(torch.float64)
-            self._ranks[view] = torch.stack([average_ranks(row) for row in flat])
+            self._ranks[view] = rank_rows(self.maps[view])
         return self._ranks[view]
+
+
+def rank_rows(maps: torch.Tensor) -> torch.Tensor:
+    """N x D average ranks of each flattened map (float64)."""
+    flat = maps.reshape(maps.shape[0], -1).to(torch.float64)
+    return torch.stack([average_ranks(row) for row in flat])
 
 
 def explain_model(
@@ -247,7 +253,7 @@ def score_row(
     for seed, spec in sorted(row.items()):
         student = explained[spec.run_id]
         cosine = cosine_similarity(teacher.maps[view], student.maps[view])
-        spearman = pearson_correlation(teacher.ranks(view), student.ranks(view))
+        spearman = pearson_correlation(teacher.ranks(view), rank_rows(student.maps[view]))  # not kept
         record = {
             "seed": seed,
             "run_id": spec.run_id,
@@ -280,22 +286,36 @@ def score_row(
     }
 
 
+@dataclass
+class GridRows:
+    """What a pair's grids show: the first images' maps of the teacher and of each row's first seed."""
+
+    teacher: str
+    student: str
+    layers: tuple[str | None, str | None]
+    rows: list[tuple[str, dict[str, torch.Tensor]]] = field(default_factory=list)
+
+
 def explain_suite(
     suite: Suite, runs: Sequence[RunSpec], store: ResultStore, options: ExplainOptions, out: str | Path | None = None
 ) -> dict[str, Path]:
-    """Explain the suite's finished runs; writes the JSON, the Markdown table and the grids; returns their paths."""
+    """Explain the suite's finished runs; writes the JSON, the Markdown table and the grids; returns their paths.
+
+    Only the teachers' and the Vanilla students' maps stay in memory (every row is compared with them);
+    each other student is explained, scored and dropped, keeping the few maps its grid shows.
+    """
     from tqdm.auto import tqdm
 
+    import kdbench
     from kdbench.explain.figures import write_grids
     from kdbench.explain.tables import scores_markdown
     from kdbench.train import cpu_threads, load_data, resolve_device
 
     selections = select(runs, store, options)
-    first = selections[0].students()[0]
     datasets = {json.dumps(spec.dataset, sort_keys=True) for sel in selections for spec in sel.students()}
     if len(datasets) > 1:
         raise ExplainError("the selected runs use several data set configurations; select one (--pair, --row)")
-    data = load_data(first)
+    data = load_data(selections[0].students()[0])
     indices = choose_images(data.test.labels, options.images, options.image_seed)
     raw = data.test.images[indices]
     labels = data.test.labels[indices]
@@ -303,24 +323,31 @@ def explain_suite(
     device = resolve_device(options.device)
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads())
+    shown = min(options.grid_images, len(labels))
 
-    to_explain: dict[str, tuple[str, Path]] = {}
+    models: dict[str, tuple[str, Path]] = {}
     for sel in selections:
-        to_explain.setdefault(sel.teacher.key, (sel.teacher.architecture, sel.teacher.weights))
+        models.setdefault(sel.teacher.key, (sel.teacher.architecture, sel.teacher.weights))
         for spec in [*sel.students(), *sel.vanilla.values()]:
-            to_explain.setdefault(spec.run_id, (spec.student, store.run_dir(spec.run_id) / "model.pt"))
+            models.setdefault(spec.run_id, (spec.student, store.run_dir(spec.run_id) / "model.pt"))
+    kept = {sel.teacher.key for sel in selections} | {s.run_id for sel in selections for s in sel.vanilla.values()}
+    cache: dict[str, Explained] = {}
     batches = -(-len(labels) // options.batch_size)
-    explained: dict[str, Explained] = {}
-    with tqdm(total=len(to_explain) * batches, desc=f"{options.method} {suite.name}", unit="batch",
-              disable=None if options.progress else True) as progress:  # fmt: skip
-        for key, (architecture, weights) in to_explain.items():
-            try:
-                model = _load(architecture, weights, data.num_classes, data.image_shape)
-                explained[key] = explain_model(model, inputs, labels, options, device, progress)
-            except ValueError as error:
-                raise ExplainError(str(error)) from None
+    progress = tqdm(total=len(models) * batches, desc=f"{options.method} {suite.name}", unit="batch",
+                    disable=None if options.progress else True)  # fmt: skip
 
-    import kdbench
+    def explained(key: str) -> Explained:
+        if key in cache:
+            return cache[key]
+        architecture, weights = models[key]
+        try:
+            result = explain_model(_load(architecture, weights, data.num_classes, data.image_shape),
+                                   inputs, labels, options, device, progress)  # fmt: skip
+        except ValueError as error:  # a file that does not fit, a layer the model lacks
+            raise ExplainError(str(error)) from None
+        if key in kept:
+            cache[key] = result
+        return result
 
     document: dict = {
         "suite": suite.name,
@@ -335,39 +362,55 @@ def explain_suite(
         "independent": INDEPENDENT_RULE,
         "device": str(device),
         "kdbench_version": kdbench.__version__,
+        "views": [],
         "pairs": [],
     }
-    view_names = list(next(iter(explained.values())).maps)
-    document["views"] = view_names
-    for sel in selections:
-        teacher = explained[sel.teacher.key]
-        pair: dict = {
-            "teacher": sel.teacher.architecture,
-            "student": sel.student,
-            "teacher_weights": sel.teacher.key,
-            "teacher_layer": teacher.layer,
-            "teacher_top1": 100.0 * float(teacher.correct.double().mean()),
-            "vanilla_row": sel.vanilla_row,
-            "rows": [],
-        }
-        for label in dict.fromkeys([*sel.rows, *sel.unfinished]):
-            row = sel.rows.get(label, {})
-            entry: dict = {
-                "row": label,
-                "control": label == sel.vanilla_row,
-                "unfinished_seeds": sorted(sel.unfinished.get(label, [])),
-                "views": {},
+    grids: list[GridRows] = []
+    with progress:
+        for sel in selections:
+            teacher = explained(sel.teacher.key)
+            document["views"] = view_names = list(teacher.maps)
+            vanilla = {spec.run_id: explained(spec.run_id) for spec in sel.vanilla.values()}
+            pair: dict = {
+                "teacher": sel.teacher.architecture,
+                "student": sel.student,
+                "teacher_weights": sel.teacher.key,
+                "teacher_layer": teacher.layer,
+                "teacher_top1": 100.0 * float(teacher.correct.double().mean()),
+                "vanilla_row": sel.vanilla_row,
+                "rows": [],
             }
-            if row:
-                entry["student_layer"] = explained[next(iter(row.values())).run_id].layer
-                entry["views"] = {view: score_row(teacher, row, explained, sel.vanilla, view) for view in view_names}
-            pair["rows"].append(entry)
-        document["pairs"].append(pair)
+            grid = GridRows(sel.teacher.architecture, sel.student, (teacher.layer, None))
+            grid.rows.append((f"Teacher\n{sel.teacher.architecture}", _first(teacher, shown)))
+            for label in dict.fromkeys([*sel.rows, *sel.unfinished]):
+                row = sel.rows.get(label, {})
+                entry: dict = {
+                    "row": label,
+                    "control": label == sel.vanilla_row,
+                    "unfinished_seeds": sorted(sel.unfinished.get(label, [])),
+                    "views": {},
+                }
+                if row:
+                    students = {**vanilla, **{spec.run_id: explained(spec.run_id) for spec in row.values()}}
+                    first_seed = min(row)
+                    first = students[row[first_seed].run_id]
+                    entry["student_layer"] = first.layer
+                    entry["views"] = {v: score_row(teacher, row, students, sel.vanilla, v) for v in view_names}
+                    grid.layers = (teacher.layer, first.layer)
+                    grid.rows.append((f"{label}\nseed {first_seed}", _first(first, shown)))
+                pair["rows"].append(entry)
+            document["pairs"].append(pair)
+            grids.append(grid)
 
     out = Path(out) if out is not None else store.suite_dir(suite.name) / "explain"
     out.mkdir(parents=True, exist_ok=True)
     written = {"json": out / f"{options.stem}.json", "markdown": out / f"{options.stem}.md"}
     atomic_write_json(written["json"], document)
     written["markdown"].write_text(scores_markdown(document), encoding="utf-8")
-    written.update(write_grids(document, selections, explained, raw, out, options))
+    written.update(write_grids(document, grids, raw[:shown], out, options.stem))
     return written
+
+
+def _first(model: Explained, count: int) -> dict[str, torch.Tensor]:
+    """The maps of the first ``count`` images, by view (a copy: the full maps can be freed)."""
+    return {view: maps[:count].clone() for view, maps in model.maps.items()}

@@ -131,3 +131,15 @@ def test_images_are_seeded_and_class_balanced() -> None:
     assert counts[5] == 2 and counts[:5].max() - counts[:5].min() <= 1
     assert len(set(labels[chosen[:6]].tolist())) == 6  # the first images (a grid) show different classes
     assert len(choose_images(labels, 100)) == len(labels)
+
+
+def test_inputs_are_normalised_as_the_test_loader_does() -> None:
+    from kdbench.data.base import Split, TensorBatches
+    from kdbench.explain.runner import normalise
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (6, 3, 4, 4), generator=generator, dtype=torch.uint8)
+    mean, std = (0.2, 0.5, 0.7), (0.3, 0.25, 0.2)
+    batches = TensorBatches(Split(images, torch.zeros(6, dtype=torch.long)), batch_size=6, mean=mean, std=std)
+    loaded = next(iter(batches.epoch(0)))[0]
+    torch.testing.assert_close(normalise(images, mean, std), loaded, rtol=1e-6, atol=1e-6)
