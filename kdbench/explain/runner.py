@@ -92,7 +92,9 @@ def row_label(spec: RunSpec) -> str:
     """A student row of the report: the method label, with its sweep point where there is one."""
     if not spec.sweep:
         return spec.method
-    return f"{spec.method} [{', '.join(f'{k}={v}' for k, v in sorted(spec.sweep.items()))}]"
+    own = f"methods.{spec.method}."  # a sweep over the row's own parameter reads as kd.temperature=4
+    points = ", ".join(f"{k.removeprefix(own)}={v}" for k, v in sorted(spec.sweep.items()))
+    return f"{spec.method} [{points}]"
 
 
 def is_vanilla(spec: RunSpec) -> bool:
