@@ -31,9 +31,10 @@ from kdbench.data import DataSource, load_dataset
 from kdbench.data.loaders import make_loader
 from kdbench.methods import METHODS
 from kdbench.metrics import evaluate_classifier
-from kdbench.models import StagedModel, create_model
+from kdbench.models import StagedModel
 from kdbench.models.checkpoint import load_crd_checkpoint, save_crd_checkpoint, sha256_of
 from kdbench.models.flops import count_flops, count_parameters
+from kdbench.models.subclass_head import create_model_with_head, head_subclasses
 from kdbench.models.torchvision_backbones import WeightsError
 from kdbench.recipe import Selector, make_scheduler, resolve_selection, split_validation
 from kdbench.results.store import atomic_write_bytes, atomic_write_json, write_failure
@@ -146,7 +147,11 @@ def build_teacher(
     """The frozen teacher: from the suite's own teacher run, or from a CRD-format checkpoint file."""
     if spec.teacher is None:
         return None, {}
-    teacher = create_model(spec.teacher, num_classes, image_shape)
+    # a teacher run's head (subclass logits) follows from its method terms (kdbench.models.subclass_head)
+    teacher_dir = run_dir.parent / spec.teacher_run if spec.teacher_run is not None else None
+    known = teacher_dir is not None and (teacher_dir / "spec.yaml").exists()
+    subclasses = head_subclasses(read_spec(teacher_dir).terms) if known else None
+    teacher = create_model_with_head(spec.teacher, num_classes, image_shape, subclasses)
     if spec.teacher_run is not None:
         path = run_dir.parent / spec.teacher_run / "model.pt"
         if not path.exists():
@@ -242,7 +247,13 @@ def _train(
     torch.manual_seed(derive_seed(spec.seed, "student-init"))
     # the suite's options of the student (`models:`: pretrained weights, trainable blocks)
     try:
-        student = create_model(spec.student, data.num_classes, data.image_shape, **spec.models.get(spec.student, {}))
+        student = create_model_with_head(
+            spec.student,
+            data.num_classes,
+            data.image_shape,
+            head_subclasses(spec.terms),
+            **spec.models.get(spec.student, {}),
+        )
     except WeightsError as error:  # pretrained weights missing or not fitting: a user-facing reason
         raise RunFailed(str(error)) from None
     teacher, teacher_info = build_teacher(spec, run_dir, data.num_classes, device, data.image_shape)

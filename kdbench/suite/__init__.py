@@ -32,6 +32,7 @@ from kdbench.suite.schema import (
     SuiteVariant,
     TeacherConfig,
     Training,
+    resolve_chains,
     resolve_dataset,
     resolve_excludes,
     resolve_methods,
@@ -58,7 +59,7 @@ TOP_LEVEL_KEYS = {
     "training": "{precision: fp32|bf16, channels_last: bool, deterministic: bool, compile: off|default|"
     "reduce-overhead|max-autotune}",
     "seeds": "list of integer seeds",
-    "teachers": "{model: {checkpoint: PATH} or {seed: N, schedule: {...}}}",
+    "teachers": "{model: {checkpoint: PATH} or {seed: N, schedule: {...}, method: NAME, <its parameters>}}",
     "models": "{model: {option: value}}: a family's own options (torchvision backbones: weights, trainable)",
     "teacher_checkpoints": "a folder of CRD-format teachers (<name>_vanilla/ckpt_epoch_240.pth) used by every teacher",
     "pairs": "list of [teacher, student], or {teacher, student, schedule: {...}, methods: {label: {...}}, "
@@ -66,6 +67,7 @@ TOP_LEVEL_KEYS = {
     "methods": "{label: {use: method or [methods], <method>: {params}, ce_weight: x}}",
     "sweeps": "{key.path: [values, ...]}: a grid over any parameter",
     "excludes": "list of {pair: [t, s], method: label, seed: n}",
+    "chains": "{label: {models: [teacher, assistant, ..., student], method: {use: kd} or [one per link]}}",
 }
 #: a suite name becomes a folder name: results/<name>/
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
@@ -139,6 +141,7 @@ def _variant(swept: dict[str, Any], document: dict, c: Collector, shortened: boo
         pair_schedules=pairs.schedules,
         pair_methods=pairs.methods,
         model_options=resolve_models(document.get("models"), c),
+        chains=resolve_chains(document.get("chains"), teachers, c),
     )
     if not c.problems:
         _check_across_sections(variant, document, c)
@@ -151,9 +154,9 @@ def _check_across_sections(variant: SuiteVariant, document: dict, c: Collector) 
     from kdbench.methods import METHODS
     from kdbench.models import model_feature_info
 
-    used = {teacher for teacher, _ in variant.pairs}
+    used = {teacher for teacher, _ in variant.pairs} | {chain.models[0] for chain in variant.chains}
     for teacher in variant.teachers:
-        if teacher.name not in used and variant.pairs:
+        if teacher.name not in used and (variant.pairs or variant.chains):
             c.add(f"teachers.{teacher.name}", "declared but no pair uses it; add a pair with it or remove it")
     labels = [m.label for m in variant.methods]
     for i, exclude in enumerate(variant.excludes):

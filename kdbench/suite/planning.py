@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kdbench.suite.schema import SuiteVariant, TeacherConfig
+from kdbench.suite.schema import ChainConfig, SuiteVariant, TeacherConfig
 from kdbench.suite.spec import RunSpec
 
 
@@ -44,7 +44,7 @@ def _teacher_run(teacher: TeacherConfig, variant: SuiteVariant, suite_name: str)
         seed=teacher.seed,
         student=teacher.name,
         teacher=None,
-        terms=(("vanilla", {}),),
+        terms=teacher.terms,
         ce_weight=1.0,
         models=variant.options_of(teacher.name),
         suite=suite_name,
@@ -82,6 +82,7 @@ def plan(suite) -> Plan:  # suite: kdbench.suite.Suite
                     reason = reason or METHODS.get(name).not_applicable(
                         model_feature_info(teacher), model_feature_info(student), params
                     )
+                terms = _with_teacher_head(method.terms, teacher_spec)
                 uses_teacher = any(METHODS.get(n).needs_teacher for n, _ in method.terms)
                 for seed in variant.seeds:
                     if any(e.matches(teacher, student, method.label, seed) for e in variant.excludes):
@@ -94,7 +95,7 @@ def plan(suite) -> Plan:  # suite: kdbench.suite.Suite
                         seed=seed,
                         student=student,
                         teacher=teacher if uses_teacher else None,
-                        terms=method.terms,
+                        terms=terms,
                         ce_weight=method.ce_weight,
                         teacher_run=teacher_spec.run_id if uses_teacher and teacher_spec else None,
                         teacher_checkpoint=source.checkpoint if uses_teacher else None,
@@ -106,4 +107,68 @@ def plan(suite) -> Plan:  # suite: kdbench.suite.Suite
                         pair_teacher=teacher,
                     )
                     students.setdefault((spec.run_id, spec.method, teacher), spec)
+        for chain in variant.chains:
+            for spec in _chain_runs(chain, by_name[chain.models[0]], variant, suite.name):
+                if spec.kind == "teacher":
+                    teachers.setdefault(spec.run_id, spec)
+                else:
+                    students.setdefault((spec.run_id, spec.method, spec.pair_teacher), spec)
     return Plan([*teachers.values(), *students.values()])
+
+
+def _with_teacher_head(terms: tuple[tuple[str, dict], ...], teacher: RunSpec | None) -> tuple[tuple[str, dict], ...]:
+    """A method that distils subclass logits (``subclass``) gets its teacher's subclasses per class (1 for
+    a teacher without a subclass head: its logits)."""
+    from kdbench.methods import METHODS
+    from kdbench.models.subclass_head import SUBCLASSES_KEY, head_subclasses
+
+    teacher_head = head_subclasses(teacher.terms) if teacher is not None else None
+    filled = []
+    for name, params in terms:
+        cls = METHODS.get(name)
+        if getattr(cls, "gives_subclass_head", False) and cls.needs_teacher:
+            params = {**params, SUBCLASSES_KEY: teacher_head or 1}
+        filled.append((name, params))
+    return tuple(filled)
+
+
+def _chain_runs(chain: ChainConfig, root: TeacherConfig, variant: SuiteVariant, suite_name: str) -> list[RunSpec]:
+    """The runs of one chain, link after link, per seed: each link's teacher is the previous link's run
+    (``teacher_run``), so a link's id depends on every link before it. Cells: the chain's label in the
+    column (first teacher, link's student)."""
+    from kdbench.methods import METHODS
+    from kdbench.models import model_feature_info
+
+    root_spec = None if root.checkpoint else _teacher_run(root, variant, suite_name)
+    runs = [root_spec] if root_spec is not None else []
+    relevant = {k: v for k, v in variant.swept.items() if not k.startswith("methods.")}
+    for seed in variant.seeds:
+        previous = root_spec
+        for teacher, student, method in zip(chain.models, chain.models[1:], chain.methods, strict=True):
+            terms, reason = _with_teacher_head(method.terms, previous), None
+            for name, params in method.terms:
+                reason = reason or METHODS.get(name).not_applicable(
+                    model_feature_info(teacher), model_feature_info(student), params
+                )
+            spec = RunSpec(
+                kind="student",
+                dataset=variant.dataset.as_dict(),
+                schedule=variant.student_schedule(teacher, student).as_dict(),
+                training=variant.training.as_dict(),
+                seed=seed,
+                student=student,
+                teacher=teacher,
+                terms=terms,
+                ce_weight=method.ce_weight,
+                teacher_run=previous.run_id if previous is not None else None,
+                teacher_checkpoint=root.checkpoint if previous is None else None,
+                models=variant.options_of(student, teacher),
+                suite=suite_name,
+                method=chain.label,
+                sweep=relevant,
+                not_applicable=reason,
+                pair_teacher=chain.models[0],
+            )
+            runs.append(spec)
+            previous = spec
+    return runs

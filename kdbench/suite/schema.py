@@ -166,6 +166,18 @@ class TeacherConfig:
     checkpoint: str | None
     seed: int
     schedule: Schedule
+    #: the method it trains with (``method: subclass_teacher, subclasses: 5``); plain CE by default
+    terms: tuple[tuple[str, dict], ...] = (("vanilla", {}),)
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """A chain of distillations (TAKD): ``models[0]`` (a teacher of the suite) teaches ``models[1]``,
+    which then teaches ``models[2]``, and so on; ``methods[i]`` trains link ``i + 1``."""
+
+    label: str
+    models: tuple[str, ...]
+    methods: tuple[MethodConfig, ...]
 
 
 @dataclass(frozen=True)
@@ -208,6 +220,8 @@ class SuiteVariant:
 
     #: a pair's own method settings, where it refines any (mdistiller's per-pair DKD beta)
     pair_methods: Mapping[tuple[str, str], tuple[MethodConfig, ...]] = field(default_factory=dict)
+    #: chains of distillations (``chains:``; TAKD's teacher -> assistant -> student)
+    chains: tuple[ChainConfig, ...] = field(default=())
 
     def student_schedule(self, teacher: str, student: str) -> Schedule:
         return self.pair_schedules.get((teacher, student), self.schedule)
@@ -478,7 +492,7 @@ def resolve_teachers(teachers: Any, checkpoint_dir: Any, schedule: Schedule, c: 
                 f"expected a mapping ({{}} to train it, {{checkpoint: PATH}} to load it), got {describe(settings)}",
             )
             continue
-        c.unknown_keys(path, settings, ["checkpoint", "schedule", "seed"])
+        terms = _teacher_terms(settings, c, path)
         checkpoint = settings.get("checkpoint")
         if checkpoint is not None and not isinstance(checkpoint, str):
             c.add(f"{path}.checkpoint", f"expected a path, got {describe(checkpoint)}")
@@ -502,7 +516,77 @@ def resolve_teachers(teachers: Any, checkpoint_dir: Any, schedule: Schedule, c: 
             continue
         if checkpoint is None and checkpoint_dir:
             checkpoint = str(Path(checkpoint_dir) / f"{canonical}_vanilla" / "ckpt_epoch_240.pth")
-        resolved.append(TeacherConfig(canonical, checkpoint, seed, teacher_schedule))
+        resolved.append(TeacherConfig(canonical, checkpoint, seed, teacher_schedule, terms))
+    return tuple(resolved)
+
+
+TEACHER_KEYS = ("checkpoint", "schedule", "seed", "method")
+
+
+def _teacher_terms(settings: Mapping, c: Collector, path: str) -> tuple[tuple[str, dict], ...]:
+    """A trained teacher's method: ``method: subclass_teacher`` with its parameters beside it
+    (``subclasses: 5``); without ``method`` the teacher trains on CE alone (vanilla)."""
+    from kdbench.methods import METHODS
+
+    method = settings.get("method")
+    params = {key: value for key, value in settings.items() if key not in TEACHER_KEYS}
+    if method is None:
+        c.unknown_keys(path, settings, list(TEACHER_KEYS))
+        return (("vanilla", {}),)
+    if not isinstance(method, str):
+        c.add(f"{path}.method", f"expected a method name, got {describe(method)}")
+        return (("vanilla", {}),)
+    try:
+        name = METHODS.canonical(method)
+    except UnknownNameError as error:
+        c.add(f"{path}.method", str(error))
+        return (("vanilla", {}),)
+    if METHODS.get(name).needs_teacher:
+        c.add(f"{path}.method", f"{name} distils from a teacher; a teacher trains with a method that needs none")
+    if settings.get("checkpoint") is not None:
+        c.add(f"{path}.method", "a teacher loaded from a checkpoint is not trained: remove method or checkpoint")
+    return ((name, method_params(name, params, c, path)),)
+
+
+def resolve_chains(chains: Any, teachers: tuple[TeacherConfig, ...], c: Collector) -> tuple[ChainConfig, ...]:
+    """``chains: {TAKD: {models: [resnet110, resnet20, resnet8], method: {use: kd}}}``: each link a run
+    whose student teaches the next link; ``method`` is one method entry (as under ``methods:``) for
+    every link, or a list with one per link. ``models[0]`` must be a teacher of the suite."""
+    if chains is None:
+        return ()
+    if not isinstance(chains, Mapping) or not chains:
+        c.add("chains", f"expected a mapping of label to {{models: [...], method: ...}}, got {describe(chains)}")
+        return ()
+    known = {t.name for t in teachers}
+    resolved = []
+    for label, settings in chains.items():
+        path = f"chains.{label}"
+        if not isinstance(settings, Mapping):
+            c.add(path, f"expected {{models: [teacher, ..., student], method: ...}}, got {describe(settings)}")
+            continue
+        c.unknown_keys(path, settings, ["models", "method"])
+        models = settings.get("models")
+        if not isinstance(models, list) or len(models) < 2:
+            c.add(f"{path}.models", f"expected a list of at least two model names, got {describe(models)}")
+            continue
+        names = [model_name(c, f"{path}.models[{i}]", name) for i, name in enumerate(models)]
+        if None in names:
+            continue
+        if names[0] not in known:
+            c.add(
+                f"{path}.models[0]",
+                f"the chain's first teacher '{models[0]}' is not under 'teachers:'; add '{models[0]}: {{}}' there",
+            )
+            continue
+        entries = settings.get("method", {"use": "kd"})
+        entries = entries if isinstance(entries, list) else [entries] * (len(names) - 1)
+        if len(entries) != len(names) - 1:
+            c.add(f"{path}.method", f"expected one method per link ({len(names) - 1}), got {len(entries)}")
+            continue
+        methods = [resolve_method(str(label), entry, c) for entry in entries]
+        if any(m is None for m in methods):
+            continue
+        resolved.append(ChainConfig(str(label), tuple(names), tuple(methods)))  # type: ignore[arg-type]
     return tuple(resolved)
 
 
