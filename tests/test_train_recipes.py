@@ -4,14 +4,17 @@ validation epoch, early stopping, class groups, per-class metrics; resume stays 
 from __future__ import annotations
 
 import json
+import urllib.error
 from pathlib import Path
 
+import pytest
 import torch
+import torchvision.models._api as torchvision_api  # where torchvision's weights API downloads
 
 from kdbench.metrics import metrics_from_confusion
 from kdbench.results.store import ResultStore
 from kdbench.suite import load_suite, plan
-from kdbench.train import train_run
+from kdbench.train import RunFailed, train_run
 from tests.conftest import tiny_suite
 
 RECIPE = {
@@ -95,3 +98,22 @@ def test_class_groups_train_a_coarser_task(write_suite, tmp_path: Path) -> None:
     run_dir = _teacher_dir(write_suite, tmp_path / "results", dataset={**data, "groups": [[0, 1], [2, 3]]})
     result = train_run(run_dir, stop_after_epochs=None)
     assert result["class_names"] == ["0+1", "2+3"] and len(result["confusion_last"]) == 2
+
+
+def test_missing_pretrained_weights_fail_the_run_naming_the_file(
+    write_suite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision_api, "load_state_dict_from_url", offline)
+    run_dir = _teacher_dir(
+        write_suite,
+        tmp_path / "results",
+        teachers={"tv_mobilenet_v2": {}},
+        pairs=[["tv_mobilenet_v2", "resnet8"]],
+        models={"tv_mobilenet_v2": {"weights": "imagenet"}},
+    )
+    with pytest.raises(RunFailed, match="mobilenet_v2-b0353104.pth"):
+        train_run(run_dir)
+    assert "mobilenet_v2-b0353104.pth" in json.loads((run_dir / "failed.json").read_text())["reason"]
