@@ -52,8 +52,6 @@ class RunStatus(str, Enum):
     __hash__ = str.__hash__
 
 
-#: statuses that report cells count as "not finished yet" (everything but done and NA)
-UNFINISHED = tuple(status for status in RunStatus if status not in (RunStatus.DONE, RunStatus.NOT_APPLICABLE))
 #: a teacher in one of these blocks its students
 BLOCKING = frozenset({RunStatus.FAILED, RunStatus.BLOCKED})
 
