@@ -22,8 +22,9 @@ class Problem:
     message: str
 
 
-class ValidationError(Exception):
-    """Every problem of one source at once; ``str()`` is the user-facing message."""
+class ValidationError(ValueError):
+    """Every problem of one source at once; ``str()`` is the user-facing message (a ``ValueError``, so
+    callers that catch a bad value catch it too)."""
 
     def __init__(self, source: str, problems: Sequence[Problem]):
         self.source = source

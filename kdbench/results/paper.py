@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from kdbench.registry import nearest_first
+from kdbench.suite.loading import read_yaml_file
+from kdbench.validation import Problem, ValidationError
 
 #: the published numbers ship inside the package (and so inside the wheel), next to this module
 PAPER_DIR = Path(__file__).resolve().parent / "papers"
@@ -335,17 +336,18 @@ def _teacher_errors(where: str, teachers: dict, tables: dict[str, PaperTable]) -
     return errors
 
 
+def _as_problem(path: str, error: str) -> Problem:
+    """'<file>: <key path>: <message>' (how the checks above word a problem) as a ``Problem``."""
+    where, _, message = error.removeprefix(f"{path}: ").removeprefix(f"{path}").partition(": ")
+    return Problem(where, message) if message else Problem("", where)
+
+
 def load_paper(path: str | Path) -> Paper:
     """Load and validate one paper file; every problem is reported at once in one ``ValueError``."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path}: paper file not found") from None
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML: {error}") from None
+    raw = read_yaml_file(path)  # the suites' bounded, strict reader: clean errors for any damaged file
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a paper file is a mapping with keys {', '.join(_PAPER_KEYS)}")
+        raise ValidationError(str(path), [Problem("", f"a paper file is a mapping with keys {', '.join(_PAPER_KEYS)}")])
 
     errors = _unknown_keys(str(path), raw, _PAPER_KEYS)
     paper_id = raw.get("paper")
@@ -374,7 +376,7 @@ def load_paper(path: str | Path) -> Paper:
             tables[str(key)] = table
     errors += _teacher_errors(str(path), teachers, tables)
     if errors:
-        raise ValueError(f"{len(errors)} problem(s) in paper file {path}:\n  " + "\n  ".join(errors))
+        raise ValidationError(str(path), [_as_problem(str(path), error) for error in errors])
     return Paper(
         id=paper_id,
         title=str(raw.get("title", "")),
