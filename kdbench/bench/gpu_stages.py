@@ -66,7 +66,7 @@ class Clock:
 
 
 def environment(plan: dict, report: dict, recorder: Recorder, clock: Clock) -> None:
-    """Versions and devices: torch, CUDA, cuDNN, each GPU, the driver; whether submitit is importable."""
+    """Versions and devices: torch, CUDA, cuDNN, each GPU, the driver; whether submitit is there (unused)."""
     import torch
 
     import kdbench
@@ -86,7 +86,8 @@ def environment(plan: dict, report: dict, recorder: Recorder, clock: Clock) -> N
             "driver": nvidia_driver(),
             "kdbench": kdbench.__version__,
             "git_commit": git_commit(),
-            "submitit_importable": importlib.util.find_spec("submitit") is not None,
+            "submitit_installed": importlib.util.find_spec("submitit") is not None,
+            "submitit_imported": "submitit" in sys.modules,  # the check must not need it
             "device": plan["device"],
         }
     )

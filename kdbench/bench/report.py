@@ -157,8 +157,8 @@ def _environment_section(env: dict) -> list[str]:
         "",
         f"- torch {env.get('torch')}, CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')}, driver {env.get('driver')}",
         f"- GPU: {gpus or 'none'}; {env.get('cpu_count')} CPUs; Python {env.get('python')}; {env.get('platform')}",
-        f"- kdbench {env.get('kdbench')} at commit {env.get('git_commit')}; submitit importable: "
-        f"{env.get('submitit_importable')}",
+        f"- kdbench {env.get('kdbench')} at commit {env.get('git_commit')}; submitit installed: "
+        f"{env.get('submitit_installed')}, imported: {env.get('submitit_imported')}",
     ]
 
 

@@ -40,7 +40,7 @@ def test_the_cpu_rehearsal_runs_every_stage_without_submitit_and_records_numbers
     assert list(stages) == [name for name, _, _ in STAGES]
     assert all(stage["status"] == "ok" and number(stage["seconds"]) for stage in stages.values()), stages
     environment = stages["environment"]["result"]
-    assert environment["torch"] and number(environment["cpu_count"]) and environment["submitit_importable"] is False
+    assert environment["torch"] and number(environment["cpu_count"]) and environment["submitit_imported"] is False
     tests = stages["tests"]["result"]
     assert tests["counts"]["skipped"] == len(tests["tests"]) > 0  # the CUDA tests, collected and skipped here
     assert all(number(test["seconds"]) for test in tests["tests"].values())
