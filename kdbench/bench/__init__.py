@@ -6,7 +6,10 @@
 - ``reference``: the CRD code's loop (DataLoader workers, per-image PIL transforms, a sync per step);
 - ``timing``: windows in which the paths take turns; ``pair``: one pair's methods on both paths;
 - ``projection``: a suite's device-hours; ``packing``: throughput with N runs sharing a device;
-- ``report``: the text tables; ``gpu_check``: every CUDA path measured and checked in one command.
+- ``report``: the text tables and the GPU check's Markdown;
+- ``gpu_check``: every CUDA path measured and checked in one command, its stages (``gpu_stages``)
+  each in a process of its own under its own time limit.
 
-Modules import torch; import them where they are used (the CLI does so inside its handler).
+Every module but ``settings`` and ``gpu_check`` imports torch: import them where they are used (the CLI
+does so inside its handler).
 """
