@@ -26,7 +26,9 @@ weight 0.5 on the teacher's class logits (its CE with soft targets, again up to 
 A PyTorch port seen elsewhere normalises the subclass logits to unit L2 length instead of
 standardising them, and softens the teacher's *class* probabilities by the temperature inside its
 CE: both are not the colab's formulas (``tests/methods/test_subclass.py`` shows they give other numbers).
-Deliberate differences from the reference: none in the losses (see the suites for the recipe's).
+Features: the subclass logits (``SubclassFeatures.subclass_logits``) of the model (teacher method)
+or of both networks (student method); CE on the class logits is the Distiller's.
+Deliberate differences from the reference: none in the losses (the suites name the recipe's).
 """
 
 from __future__ import annotations

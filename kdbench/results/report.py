@@ -993,6 +993,9 @@ def build_report(
     assigned, pairs = _assign_to_pairs(frame, metric_columns)
     rows = _row_order(assigned)
     long = _long_values(assigned, metric_columns)
+    from kdbench.results.subclass_ordering import ordering_notes  # the subclass suites' claim (issue 15)
+
+    notes += ordering_notes(long)
     stats = _aggregate(long)
 
     # The full grid, so a cell nobody ran still shows (as missing or NA), never as zero.

@@ -48,6 +48,8 @@ LATER_DEFAULTS: tuple[LaterDefault, ...] = (
     LaterDefault("schedule.selection", None, since="0.2.0"),
     LaterDefault("schedule.early_stopping", None, since="0.2.0"),
     LaterDefault("models", {}, since="0.2.0"),
+    # the TAKD code's KL reduction, for comparison (issue 15)
+    LaterDefault("terms.kd.reduction", "batchmean", since="0.2.0"),
 )
 
 

@@ -144,7 +144,7 @@ def _chain_runs(chain: ChainConfig, root: TeacherConfig, variant: SuiteVariant, 
     relevant = {k: v for k, v in variant.swept.items() if not k.startswith("methods.")}
     for seed in variant.seeds:
         previous = root_spec
-        for teacher, student, method in zip(chain.models, chain.models[1:], chain.methods, strict=True):
+        for teacher, student, method in zip(chain.models[:-1], chain.models[1:], chain.methods, strict=True):
             terms, reason = _with_teacher_head(method.terms, previous), None
             for name, params in method.terms:
                 reason = reason or METHODS.get(name).not_applicable(

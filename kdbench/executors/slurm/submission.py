@@ -3,7 +3,8 @@
 ``submit_suite`` submits every run that is neither done nor already queued: the teachers as one job
 array, then the students in one array per teacher, each held with ``afterok`` on its own teacher's
 array task (students of teachers that are done, or that come from checkpoint files, go without a
-dependency). With ``runs_per_job: N > 1`` in the profile, the runs of one submission (those sharing one
+dependency); students level by level of dependency depth, so a chain's link (TAKD) is held on the
+link before it. With ``runs_per_job: N > 1`` in the profile, the runs of one submission (those sharing one
 dependency) go in packs of up to N, one array task per pack (``PackedTrainJob``); the task asks for N
 times ``cpus_per_run`` and ``mem_gb``. A pack fails if any of its runs failed, so students held on it
 start only when every teacher of the pack is done; students of the pack's other teachers are then
@@ -230,21 +231,47 @@ def submit_suite(
         if teachers:
             teacher_jobs.update(_submit_arrays(store, profile, teachers, None, device, data_root, summary))
 
-        groups: dict[str | None, list[RunSpec]] = {}
-        for spec in candidates:
-            if spec.kind == "teacher":
-                continue
-            dependency = None
-            if spec.teacher_run is not None and _stored_or_planned(store, states, spec.teacher_run) != RunStatus.DONE:
-                if spec.teacher_run not in teacher_jobs:
-                    summary.blocked[spec.run_id] = _teacher_problem(states, spec.teacher_run)
-                    continue
-                dependency = f"afterok:{teacher_jobs[spec.teacher_run]}"
-            _prepare_resubmission(store, spec.run_id, states[spec.run_id])
-            groups.setdefault(dependency, []).append(spec)
-        for dependency, students in groups.items():
-            _submit_arrays(store, profile, students, dependency, device, data_root, summary)
+        # students level by level (a chain's link teaches the next: its depth is its teacher's + 1)
+        for level in dependency_levels([spec for spec in candidates if spec.kind != "teacher"]):
+            groups: dict[str | None, list[RunSpec]] = {}
+            for spec in level:
+                dependency = None
+                if (
+                    spec.teacher_run is not None
+                    and _stored_or_planned(store, states, spec.teacher_run) != RunStatus.DONE
+                ):
+                    if spec.teacher_run in summary.blocked:
+                        summary.blocked[spec.run_id] = f"its teacher run {spec.teacher_run} is blocked"
+                        continue
+                    if spec.teacher_run not in teacher_jobs:
+                        summary.blocked[spec.run_id] = _teacher_problem(states, spec.teacher_run)
+                        continue
+                    dependency = f"afterok:{teacher_jobs[spec.teacher_run]}"
+                _prepare_resubmission(store, spec.run_id, states[spec.run_id])
+                groups.setdefault(dependency, []).append(spec)
+            for dependency, students in groups.items():
+                teacher_jobs.update(_submit_arrays(store, profile, students, dependency, device, data_root, summary))
     return summary
+
+
+def dependency_levels(runs: Sequence[RunSpec]) -> list[list[RunSpec]]:
+    """``runs`` by dependency depth: level 0 those whose teacher run is not among them, level k + 1 those
+    whose teacher run is at level k (TAKD's chains: teacher, assistant, student), each in plan order."""
+    by_id = {spec.run_id: spec for spec in runs}
+    depth: dict[str, int] = {}
+
+    def depth_of(spec: RunSpec) -> int:
+        if spec.run_id not in depth:
+            teacher = by_id.get(spec.teacher_run) if spec.teacher_run is not None else None
+            depth[spec.run_id] = 0 if teacher is None else depth_of(teacher) + 1
+        return depth[spec.run_id]
+
+    levels: list[list[RunSpec]] = []
+    for spec in runs:
+        level = depth_of(spec)
+        levels.extend([] for _ in range(level + 1 - len(levels)))
+        levels[level].append(spec)
+    return levels
 
 
 def _prepare_resubmission(store: ResultStore, run_id: str, state: RunState) -> None:

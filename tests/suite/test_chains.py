@@ -1,0 +1,123 @@
+"""Chains of distillation (TAKD) and teachers trained with a method (subclass distillation): suites,
+plans, the local executor (order, a failed link blocks the rest with the reason), SLURM levels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kdbench.executors.local import run_local
+from kdbench.executors.slurm.submission import dependency_levels
+from kdbench.results.store import ResultStore
+from kdbench.suite import SuiteError, load_suite, plan
+from tests.conftest import tiny_suite
+
+SUITES = Path(__file__).resolve().parents[2] / "suites"
+
+
+def write(tmp_path: Path, **document) -> Path:
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def chain_suite(tmp_path: Path, **changes) -> Path:
+    document = tiny_suite(
+        teachers={"resnet14": {}},
+        chains={"TAKD": {"models": ["resnet14", "resnet8", "resnet8"], "method": {"use": "kd"}}},
+    )
+    document.pop("pairs", None)
+    document.pop("methods", None)
+    document.update(changes)
+    return write(tmp_path, **document)
+
+
+def test_the_takd_suites_chain_their_links_through_the_teachers_run_id() -> None:
+    for name, assistant in (("takd-cifar100", "resnet20"), ("takd-cifar10", "resnet14"), ("takd-digits", "resnet14")):
+        runs = plan(load_suite(SUITES / f"{name}.yaml"))
+        teacher = next(spec for spec in runs if spec.kind == "teacher")
+        links = [spec for spec in runs if spec.method == "TAKD"]
+        seeds = sorted({spec.seed for spec in links})
+        for seed in seeds:
+            first, second = [spec for spec in links if spec.seed == seed]
+            assert (first.teacher, first.student, first.teacher_run) == (teacher.student, assistant, teacher.run_id)
+            assert (second.teacher, second.student, second.teacher_run) == (assistant, "resnet8", first.run_id)
+            assert first.pair == (teacher.student, assistant) and second.pair == (teacher.student, "resnet8")
+        # the direct KD and the student from scratch beside the chain, in the same column
+        assert {spec.method for spec in runs if spec.pair == (teacher.student, "resnet8")} == {"KD", "Vanilla", "TAKD"}
+
+
+def test_a_links_id_changes_with_every_link_before_it(tmp_path: Path) -> None:
+    base = plan(load_suite(chain_suite(tmp_path)))
+    hotter = plan(load_suite(chain_suite(tmp_path), ["chains.TAKD.method.kd.temperature=8"]))
+    assert [s.run_id for s in base if s.kind == "teacher"] == [s.run_id for s in hotter if s.kind == "teacher"]
+    assert not {s.run_id for s in base if s.kind == "student"} & {s.run_id for s in hotter if s.kind == "student"}
+
+
+@pytest.mark.parametrize(
+    ("chains", "message"),
+    [
+        ({"TAKD": {"models": ["resnet110", "resnet8"]}}, "chains.TAKD.models[0]: the chain's first teacher"),
+        ({"TAKD": {"models": ["resnet14"]}}, "chains.TAKD.models: expected a list of at least two"),
+        (
+            {"TAKD": {"models": ["resnet14", "resnet8", "resnet8"], "method": [{"use": "kd"}]}},
+            "one method per link (2)",
+        ),
+        ({"TAKD": {"models": ["resnet14", "resnet9"]}}, "resnet9"),
+        ({"TAKD": {"models": ["resnet14", "resnet8"], "teacher": "x"}}, "chains.TAKD"),
+    ],
+)
+def test_chain_mistakes_are_named(tmp_path: Path, chains: dict, message: str) -> None:
+    with pytest.raises(SuiteError) as error:
+        load_suite(chain_suite(tmp_path, chains=chains))
+    assert message in str(error.value)
+
+
+def test_teacher_methods_are_checked(tmp_path: Path) -> None:
+    for teachers, message in [
+        ({"resnet14": {"method": "subclass_teachr"}}, "subclass_teacher"),
+        ({"resnet14": {"method": "kd"}}, "needs none"),
+        ({"resnet14": {"method": "subclass_teacher", "subclass": 3}}, "subclasses"),
+        ({"resnet14": {"method": "subclass_teacher", "subclasses": 0}}, "at least 1"),
+    ]:
+        with pytest.raises(SuiteError) as error:
+            load_suite(chain_suite(tmp_path, teachers=teachers))
+        assert message in str(error.value), str(error.value)
+
+
+def test_a_subclass_student_gets_its_teachers_subclasses_and_kd_its_plain_head() -> None:
+    runs = plan(load_suite(SUITES / "subclass-mnist-binary.yaml"))
+    teacher = next(spec for spec in runs if spec.kind == "teacher")
+    assert teacher.terms[0][0] == "subclass_teacher" and teacher.terms[0][1]["subclasses"] == 5
+    subclass = [spec for spec in runs if spec.method == "Subclass"]
+    assert subclass and all(dict(spec.terms)["subclass"]["subclasses"] == 5 for spec in subclass)
+    assert all(spec.teacher_run == teacher.run_id for spec in runs if spec.method in ("Subclass", "KD"))
+    multi = plan(load_suite(SUITES / "subclass-mnist.yaml"))
+    assert {dict(spec.terms)["subclass"]["subclasses"] for spec in multi if spec.method == "Subclass"} == {2}
+
+
+def test_dependency_levels_order_a_chain() -> None:
+    runs = [spec for spec in plan(load_suite(SUITES / "takd-digits.yaml")) if spec.kind == "student"]
+    levels = dependency_levels(runs)
+    assert [len(level) for level in levels] == [6, 2]  # KD, Vanilla and the assistants; then the chain's students
+    assert all(spec.student == "resnet8" and spec.method == "TAKD" for spec in levels[1])
+
+
+def test_a_chain_trains_in_order_locally_and_a_failed_link_blocks_the_rest(tmp_path: Path) -> None:
+    runs = plan(load_suite(chain_suite(tmp_path)))
+    store = ResultStore(tmp_path / "results")
+    summary = run_local(runs, store, device="cpu", progress=False, log=lambda _: None)
+    assert summary.exit_code == 0 and len(summary.trained) == 3
+    student = runs[-1]
+    assert store.result(student.run_id)["teacher_weights"].endswith(f"{runs[1].run_id}/model.pt")
+
+    # the assistant fails (its teacher's weights vanish): the student is blocked, naming why
+    failing = plan(load_suite(chain_suite(tmp_path), ["chains.TAKD.method.kd.temperature=2"]))
+    (store.root / "runs" / failing[0].run_id / "model.pt").unlink()
+    lines: list[str] = []
+    summary = run_local(failing, store, device="cpu", progress=False, log=lines.append)
+    assert summary.failed == [failing[1].run_id] and summary.blocked == [failing[2].run_id]
+    blocked = next(line for line in lines if failing[2].run_id in line)
+    assert "blocked" in blocked and f"its teacher run {failing[1].run_id} is failed" in blocked
