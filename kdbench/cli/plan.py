@@ -44,9 +44,10 @@ def run(args: argparse.Namespace) -> int:
     store = store_from_args(args)
     # what the suite points at (teacher files) is checked here too: plan is where a user looks first
     check_before_training(runs.runs, suite.source, local=False)
+    states = store.states(runs.runs)  # students of a failed teacher are blocked, as status says
     rows = []
     for spec in runs:
-        status = NOT_APPLICABLE if spec.not_applicable else store.status(spec.run_id)
+        status = NOT_APPLICABLE if spec.not_applicable else states[spec.run_id].status
         rows.append(
             [
                 spec.run_id,
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     distinct = [r for r in runs.runs if not r.not_applicable]
     teachers = sum(1 for r in distinct if r.kind == "teacher")
     na = sum(1 for r in runs if r.not_applicable)
-    statuses = {r.run_id: store.status(r.run_id) for r in distinct}
+    statuses = {r.run_id: states[r.run_id].status for r in distinct}
     done = sum(1 for s in statuses.values() if s == "done")
     remaining = [r for r in distinct if statuses[r.run_id] != "done"]
     epochs = sum(r.schedule["epochs"] for r in remaining)

@@ -72,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         profile=args.profile,
         profile_settings=tuple(args.profile_set),
     )
+    from kdbench.preflight import check_before_training
+
+    # what the suite points at, and the device a local run would take: before any run directory exists
+    check_before_training(runs.runs, suite.source, device=args.device, local=executor.name == "local")
     try:
         executor.check(options)
         check_data(runs, store, args.data_root)

@@ -121,3 +121,65 @@ def test_a_quick_try_may_cut_epochs_below_the_milestones(tmp_path: Path) -> None
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(tiny_suite(schedule={"epochs": 9, "milestones": [5, 8]})))
     assert load_suite(path, ["schedule.epochs=2"]).variants[0].schedule.epochs == 2
+
+
+def _teacher_file(tmp_path: Path, name: str, num_classes: int) -> str:
+    import torch
+
+    from kdbench.models import create_model
+    from kdbench.models.checkpoint import save_crd_checkpoint
+
+    torch.manual_seed(0)
+    return str(save_crd_checkpoint(create_model(name, num_classes), tmp_path / f"{name}-{num_classes}.pth"))
+
+
+NO_CUDA = pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="this machine has a GPU: the case is a mistake only without one"
+)
+
+#: (suite change, overrides, extra options, expected) for `kdbench run`: caught before any run directory
+RUN_CASES = [
+    pytest.param({}, [], ["--device", "tpu"], "'tpu' is not a device", id="device-tpu"),
+    pytest.param({}, [], ["--device", "cuda"], "no CUDA GPU", id="device-cuda-without-gpu", marks=NO_CUDA),
+    pytest.param(
+        {}, ["training.precision=bf16"], [], "bf16 autocast applies on CUDA only", id="bf16-on-cpu", marks=NO_CUDA
+    ),
+    pytest.param(
+        {"teachers": {"resnet8": {"checkpoint": "/nonexistent/t.pth"}}}, [], [], "not found", id="teacher-file-missing"
+    ),
+    pytest.param(
+        {"teachers": {"resnet8": {}}},
+        ["teacher_checkpoints=/nonexistent/folder"],
+        [],
+        "/nonexistent/folder/resnet8_vanilla/ckpt_epoch_240.pth",
+        id="teacher-folder-missing",
+    ),
+    pytest.param(
+        {"teachers": {"resnet8": {"checkpoint": "ARCH"}}}, [], [], "does not fit", id="teacher-file-other-architecture"
+    ),
+    pytest.param(
+        {"teachers": {"resnet8": {"checkpoint": "CLASSES"}}},
+        [],
+        [],
+        "the file has 100 classes",
+        id="teacher-file-other-class-count",
+    ),
+]
+
+
+@pytest.mark.parametrize(("suite", "overrides", "options", "expected"), RUN_CASES)
+def test_run_refuses_before_creating_any_run_directory(
+    suite: Any, overrides: list[str], options: list[str], expected: str, tmp_path: Path, capsys
+) -> None:
+    files = {"ARCH": _teacher_file(tmp_path, "resnet14", 4), "CLASSES": _teacher_file(tmp_path, "resnet8", 100)}
+    for settings in (suite.get("teachers") or {}).values():
+        if settings.get("checkpoint") in files:
+            settings["checkpoint"] = files[settings["checkpoint"]]
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(tiny_suite(**suite)))
+    results = tmp_path / "results"
+    code = main(["run", str(path), *overrides, "--results-dir", str(results), "--quiet", "--workers", "1", *options])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected in err and "Traceback" not in err
+    assert not (results / "runs").exists(), "a run directory was created before the check"
