@@ -58,5 +58,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"           see {store.run_dir(spec.run_id)}")
         if state.log_tail:
             print("\n".join("           | " + line for line in state.log_tail.splitlines()))
+    from kdbench.suite.planning import chains_of  # where each chain of distillations (TAKD) stands
+
+    for chain in chains_of(distinct):
+        links = " -> ".join(f"{spec.student} {states[spec.run_id].status}" for spec in chain)
+        print(f"  chain {chain[-1].method} seed {chain[-1].seed}: {links}")
     # as documented in EXIT_CODES: 1 when runs failed or are blocked, so scripts can tell
     return 1 if any(state.status in (RunStatus.FAILED, RunStatus.BLOCKED) for state in states.values()) else 0

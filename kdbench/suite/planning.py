@@ -172,3 +172,32 @@ def _chain_runs(chain: ChainConfig, root: TeacherConfig, variant: SuiteVariant, 
             runs.append(spec)
             previous = spec
     return runs
+
+
+def chains_of(runs: Iterable[RunSpec]) -> list[list[RunSpec]]:
+    """The chains among ``runs`` (in plan order): each a list from its first teacher run to its last
+    student, where every run's ``teacher_run`` is the run before it and some link's teacher is itself
+    a student run (TAKD's assistant). For ``kdbench status``: where each chain stands."""
+    runs = list(runs)
+    by_id = {spec.run_id: spec for spec in runs}
+    taught: dict[str, list[RunSpec]] = {}
+    for spec in runs:
+        if spec.teacher_run is not None:
+            taught.setdefault(spec.teacher_run, []).append(spec)
+    chains: list[list[RunSpec]] = []
+
+    def follow(path: list[RunSpec]) -> None:
+        students = [
+            s for s in taught.get(path[-1].run_id, []) if path[-1].kind == "teacher" or s.method == path[-1].method
+        ]
+        if not students:
+            if len(path) > 2:
+                chains.append(path)
+            return
+        for student in students:
+            follow([*path, student])
+
+    for spec in runs:
+        if spec.kind == "teacher" or (spec.teacher_run is None or spec.teacher_run not in by_id):
+            follow([spec])
+    return chains

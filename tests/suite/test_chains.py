@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kdbench.cli import main
 from kdbench.executors.local import run_local
 from kdbench.executors.slurm.submission import dependency_levels
 from kdbench.results.store import ResultStore
@@ -105,7 +106,7 @@ def test_dependency_levels_order_a_chain() -> None:
     assert all(spec.student == "resnet8" and spec.method == "TAKD" for spec in levels[1])
 
 
-def test_a_chain_trains_in_order_locally_and_a_failed_link_blocks_the_rest(tmp_path: Path) -> None:
+def test_a_chain_trains_in_order_locally_and_a_failed_link_blocks_the_rest(tmp_path: Path, capsys) -> None:
     runs = plan(load_suite(chain_suite(tmp_path)))
     store = ResultStore(tmp_path / "results")
     summary = run_local(runs, store, device="cpu", progress=False, log=lambda _: None)
@@ -121,3 +122,10 @@ def test_a_chain_trains_in_order_locally_and_a_failed_link_blocks_the_rest(tmp_p
     assert summary.failed == [failing[1].run_id] and summary.blocked == [failing[2].run_id]
     blocked = next(line for line in lines if failing[2].run_id in line)
     assert "blocked" in blocked and f"its teacher run {failing[1].run_id} is failed" in blocked
+
+    # kdbench status says where the chain stands, and why its last link is blocked
+    path = str(tmp_path / "suite.yaml")
+    assert main(["status", path, "--results-dir", str(store.root), "chains.TAKD.method.kd.temperature=2"]) == 1
+    out = capsys.readouterr().out
+    assert "chain TAKD seed 0: resnet14 done -> resnet8 failed -> resnet8 blocked" in out
+    assert f"teacher run {failing[1].run_id} failed" in out
