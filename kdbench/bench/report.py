@@ -167,7 +167,7 @@ def _tests_section(tests: dict) -> list[str]:
     if not tests.get("tests"):
         return [*lines, "no test outcome recorded"]
     counts = tests.get("counts", {})
-    lines.append(", ".join(f"{count} {outcome}" for outcome, count in counts.items()) + "")
+    lines.append(", ".join(f"{count} {outcome}" for outcome, count in counts.items()))
     rows = [
         [name, test["outcome"], f"{test.get('seconds', 0):.1f}", _short(test.get("message", ""))]
         for name, test in tests["tests"].items()

@@ -86,3 +86,34 @@ def test_gpu_check_mistakes_exit_2(capsys) -> None:
     assert main(["bench", "--gpu-check", "--out", "x", "--budget-s", "0", "--device", "tpu"]) == 2
     error = capsys.readouterr().err
     assert "--budget-s must be a positive number" in error and "cpu or cuda[:N], got 'tpu'" in error
+
+
+def test_the_summary_reads_the_claims_from_the_best_setting_measured() -> None:
+    pair = "resnet56 -> resnet20"
+
+    def stage(methods: dict) -> dict:
+        return {"status": "ok", "seconds": 1.0, "limit_s": 2.0, "result": {"pairs": {pair: {"methods": methods}}}}
+
+    fp32 = {
+        "vanilla": {"kdbench_step_s": 0.016, "reference_step_s": 0.05},
+        "kd": {"kdbench_step_s": 0.02, "reference_step_s": 0.1},
+    }
+    bf16 = {"vanilla": {"kdbench_step_s": 0.008}, "kd": {"kdbench_step_s": 0.0125}}
+    compiled = {"kd": {"kdbench_step_s": 0.01}, "vanilla": {"skipped": "time budget"}}
+    hours = {"total_hours": 9.0, "train_hours": 8.0, "eval_hours": 1.0, "packed_hours": 4.5, "packing": "2 at once"}
+    result = {"runs": 300, "precision": "bf16", "device": "H200", **hours}
+    projection = {"status": "ok", "seconds": 1.0, "limit_s": 2.0, "result": result}
+    report = {
+        "plan": {"pairs": [["resnet56", "resnet20"]], "batch_size": 64, "dataset": "cifar100"},
+        "stages": {"bench_fp32": stage(fp32), "bench_bf16": stage(bf16), "bench_compile": stage(compiled)}
+        | {"projection": projection},
+    }
+    markdown = format_gpu_check(report)
+    # best KD step 0.01 s (compiled): 0.1 / 0.01 = 10x the CRD-style loop; best Vanilla 0.008 s: 1.25x
+    assert "| >= 10x | 10.0x | yes |" in markdown
+    assert "| <= 1.3x | 1.25x | yes |" in markdown
+    assert "| <= 4 h | 4.50 h | NO |" in markdown
+    assert f"| {pair} | kd | 20.00 | 12.50 | 10.00 | 100.00 | 10.0x |" in markdown
+    assert f"| {pair} | vanilla | 16.00 | 8.00 | skipped (time budget) | 50.00 | 6.2x |" in markdown
+    assert "300 runs at bf16 (eager), one after another: 9.00 device-hours" in markdown
+    assert "packed, 2 at once: 4.50 device-hours" in markdown
