@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -79,7 +80,14 @@ def load_suite_from_args(args: argparse.Namespace) -> Suite:
 
 def plan_from_args(args: argparse.Namespace) -> tuple[Suite, Plan]:
     suite = load_suite_from_args(args)
-    return suite, plan(suite)
+    planned = plan(suite)
+    if planned.choice_runs:  # a chain's assistant chosen by TAKD's rule from the finished runs' top-1
+        store = store_from_args(args)
+        results = {run_id: store.result(run_id) for run_id in planned.choice_runs}
+        planned = plan(suite, {run_id: r["top1_last"] for run_id, r in results.items() if r and "top1_last" in r})
+    for note in planned.notes:
+        print(f"kdbench: {note}", file=sys.stderr)
+    return suite, planned
 
 
 def store_from_args(args: argparse.Namespace) -> ResultStore:

@@ -6,7 +6,7 @@ first (those some pair needs, each once), then students by pair, method, sweep p
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from kdbench.suite.schema import ChainConfig, SuiteVariant, TeacherConfig
 from kdbench.suite.spec import RunSpec
@@ -21,13 +21,19 @@ class Plan(tuple):
     """
 
     runs: tuple[RunSpec, ...]
+    #: what planning decided or waits for, in words (TAKD's choice of an assistant, and why)
+    notes: tuple[str, ...]
+    #: runs whose finished top-1 a choice needs (``plan(suite, finished=...)`` takes them)
+    choice_runs: tuple[str, ...]
 
-    def __new__(cls, cells: Iterable[RunSpec]) -> Plan:
+    def __new__(cls, cells: Iterable[RunSpec], notes: Iterable[str] = (), choice_runs: Iterable[str] = ()) -> Plan:
         plan = super().__new__(cls, cells)
         unique: dict[str, RunSpec] = {}
         for spec in plan:
             unique.setdefault(spec.run_id, spec)
         plan.runs = tuple(unique.values())
+        plan.notes = tuple(notes)
+        plan.choice_runs = tuple(dict.fromkeys(choice_runs))
         return plan
 
     @property
@@ -54,13 +60,19 @@ def _teacher_run(teacher: TeacherConfig, variant: SuiteVariant, suite_name: str)
     )
 
 
-def plan(suite) -> Plan:  # suite: kdbench.suite.Suite
-    """Every report cell of ``suite`` and the distinct runs behind them (``Plan.runs``)."""
+def plan(suite, finished: Mapping[str, float] | None = None) -> Plan:  # suite: kdbench.suite.Suite
+    """Every report cell of ``suite`` and the distinct runs behind them (``Plan.runs``).
+
+    ``finished``: the top-1 of finished runs by id, for a chain whose assistant TAKD's rule chooses
+    (``Plan.choice_runs`` says which it needs; without them the chain waits, and ``Plan.notes`` says so).
+    """
     from kdbench.methods import METHODS
     from kdbench.models import model_feature_info
 
     teachers: dict[str, RunSpec] = {}
     students: dict[tuple[str, str, str], RunSpec] = {}
+    notes: list[str] = []
+    choice_runs: list[str] = []
     for variant in suite.variants:
         by_name = {t.name: t for t in variant.teachers}
         dataset = variant.dataset.as_dict()
@@ -108,12 +120,88 @@ def plan(suite) -> Plan:  # suite: kdbench.suite.Suite
                     )
                     students.setdefault((spec.run_id, spec.method, teacher), spec)
         for chain in variant.chains:
-            for spec in _chain_runs(chain, by_name[chain.models[0]], variant, suite.name):
+            chain_specs: list[RunSpec] = []
+            if chain.choices:
+                chosen, note, needed = _choose_assistant(chain, by_name[chain.models[0]], variant, suite.name, finished)
+                notes.append(note)
+                choice_runs += [spec.run_id for spec in needed]
+                chain_specs += needed
+                if chosen is not None:
+                    chain_specs += _chain_runs(chosen, by_name[chain.models[0]], variant, suite.name)
+            else:
+                chain_specs += _chain_runs(chain, by_name[chain.models[0]], variant, suite.name)
+            for spec in chain_specs:
                 if spec.kind == "teacher":
                     teachers.setdefault(spec.run_id, spec)
                 else:
                     students.setdefault((spec.run_id, spec.method, spec.pair_teacher), spec)
-    return Plan([*teachers.values(), *students.values()])
+    return Plan([*teachers.values(), *students.values()], notes, choice_runs)
+
+
+def _scratch_run(model: str, seed: int, variant: SuiteVariant, suite_name: str, pair_teacher: str) -> RunSpec:
+    """``model`` trained alone (Vanilla), as a pair's Vanilla cell plans it (the same run id)."""
+    return RunSpec(
+        kind="student",
+        dataset=variant.dataset.as_dict(),
+        schedule=variant.student_schedule(pair_teacher, model).as_dict(),
+        training=variant.training.as_dict(),
+        seed=seed,
+        student=model,
+        teacher=None,
+        terms=(("vanilla", {}),),
+        ce_weight=1.0,
+        models=variant.options_of(model),
+        suite=suite_name,
+        method="Vanilla",
+        sweep={k: v for k, v in variant.swept.items() if not k.startswith("methods.")},
+        pair_teacher=pair_teacher,
+    )
+
+
+def _choose_assistant(
+    chain: ChainConfig,
+    root: TeacherConfig,
+    variant: SuiteVariant,
+    suite_name: str,
+    finished: Mapping[str, float] | None,
+) -> tuple[ChainConfig | None, str, list[RunSpec]]:
+    """TAKD's rule (Mirzadeh et al. 2020): the assistant is the candidate whose accuracy is closest to
+    the mean of the teacher's and the student's. Accuracies: the teacher run's top-1 and the mean over
+    seeds of each model trained from scratch (Vanilla). The chain with the chosen assistant (None
+    until every needed run finished), the sentence saying which and why, and the runs it needs."""
+    (position, candidates), *_ = chain.choices.items()
+    student = chain.models[-1]
+    teacher_run = _teacher_run(root, variant, suite_name)
+    needed = [teacher_run] + [
+        _scratch_run(model, seed, variant, suite_name, chain.models[0])
+        for model in (*candidates, student)
+        for seed in variant.seeds
+    ]
+    finished = finished or {}
+    missing = [spec.run_id for spec in needed if spec.run_id not in finished]
+    if missing:
+        note = (
+            f"chain {chain.label}: the assistant is chosen among {', '.join(candidates)} by TAKD's rule once "
+            f"the teacher and the models trained from scratch finished ({len(missing)} of {len(needed)} runs "
+            "still to finish): kdbench run trains them; run it again to train the chain"
+        )
+        return None, note, needed
+
+    def accuracy(model: str) -> float:
+        values = [finished[spec.run_id] for spec in needed[1:] if spec.student == model]
+        return sum(values) / len(values)
+
+    teacher_accuracy, student_accuracy = finished[teacher_run.run_id], accuracy(student)
+    target = (teacher_accuracy + student_accuracy) / 2
+    chosen = min(candidates, key=lambda model: abs(accuracy(model) - target))  # ties: the first listed
+    shown = ", ".join(f"{model} {accuracy(model):.2f}" for model in candidates)
+    note = (
+        f"chain {chain.label}: assistant {chosen} (TAKD's rule: the candidate closest to {target:.2f}, the mean "
+        f"of teacher {chain.models[0]} {teacher_accuracy:.2f} and student {student} {student_accuracy:.2f} "
+        f"trained from scratch; candidates from scratch: {shown})"
+    )
+    models = tuple(chosen if i == position else model for i, model in enumerate(chain.models))
+    return ChainConfig(chain.label, models, chain.methods), note, needed
 
 
 def _with_teacher_head(terms: tuple[tuple[str, dict], ...], teacher: RunSpec | None) -> tuple[tuple[str, dict], ...]:

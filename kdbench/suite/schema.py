@@ -178,6 +178,9 @@ class ChainConfig:
     label: str
     models: tuple[str, ...]
     methods: tuple[MethodConfig, ...]
+    #: position -> candidates, where the suite lets TAKD's rule choose the assistant ({choose: [...]});
+    #: ``models`` holds the first candidate there until planning chooses from finished runs
+    choices: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -551,7 +554,8 @@ def _teacher_terms(settings: Mapping, c: Collector, path: str) -> tuple[tuple[st
 def resolve_chains(chains: Any, teachers: tuple[TeacherConfig, ...], c: Collector) -> tuple[ChainConfig, ...]:
     """``chains: {TAKD: {models: [resnet110, resnet20, resnet8], method: {use: kd}}}``: each link a run
     whose student teaches the next link; ``method`` is one method entry (as under ``methods:``) for
-    every link, or a list with one per link. ``models[0]`` must be a teacher of the suite."""
+    every link, or a list with one per link. ``models[0]`` must be a teacher of the suite. An assistant
+    may be ``{choose: [resnet20, resnet32, resnet56]}``: TAKD's rule picks it from finished runs."""
     if chains is None:
         return ()
     if not isinstance(chains, Mapping) or not chains:
@@ -569,8 +573,31 @@ def resolve_chains(chains: Any, teachers: tuple[TeacherConfig, ...], c: Collecto
         if not isinstance(models, list) or len(models) < 2:
             c.add(f"{path}.models", f"expected a list of at least two model names, got {describe(models)}")
             continue
-        names = [model_name(c, f"{path}.models[{i}]", name) for i, name in enumerate(models)]
+        names, choices = [], {}
+        for i, entry in enumerate(models):
+            if isinstance(entry, Mapping) and 0 < i < len(models) - 1:
+                c.unknown_keys(f"{path}.models[{i}]", entry, ["choose"])
+                candidates = entry.get("choose")
+                if not isinstance(candidates, list) or len(candidates) < 2:
+                    c.add(f"{path}.models[{i}].choose", f"expected two or more model names, got {describe(candidates)}")
+                    names.append(None)
+                    continue
+                found = [model_name(c, f"{path}.models[{i}].choose[{k}]", n) for k, n in enumerate(candidates)]
+                names.append(None if None in found else found[0])
+                choices[i] = tuple(found)
+            else:
+                names.append(model_name(c, f"{path}.models[{i}]", entry))
         if None in names:
+            continue
+        if len(choices) > 1:
+            c.add(f"{path}.models", "at most one assistant per chain is chosen by the rule ({choose: [...]})")
+            continue
+        root = next((t for t in teachers if t.name == names[0]), None)
+        if choices and root is not None and root.checkpoint:
+            c.add(
+                f"{path}.models[0]",
+                "choosing the assistant needs the teacher's accuracy from its run: train it here (no checkpoint)",
+            )
             continue
         if names[0] not in known:
             c.add(
@@ -586,7 +613,7 @@ def resolve_chains(chains: Any, teachers: tuple[TeacherConfig, ...], c: Collecto
         methods = [resolve_method(str(label), entry, c) for entry in entries]
         if any(m is None for m in methods):
             continue
-        resolved.append(ChainConfig(str(label), tuple(names), tuple(methods)))  # type: ignore[arg-type]
+        resolved.append(ChainConfig(str(label), tuple(names), tuple(methods), choices))  # type: ignore[arg-type]
     return tuple(resolved)
 
 

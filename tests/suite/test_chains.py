@@ -129,3 +129,45 @@ def test_a_chain_trains_in_order_locally_and_a_failed_link_blocks_the_rest(tmp_p
     out = capsys.readouterr().out
     assert "chain TAKD seed 0: resnet14 done -> resnet8 failed -> resnet8 blocked" in out
     assert f"teacher run {failing[1].run_id} failed" in out
+
+
+def choose_suite(tmp_path: Path, **changes) -> Path:
+    chains = {"TAKD": {"models": ["resnet32", {"choose": ["resnet20", "resnet14"]}, "resnet8"]}}
+    return chain_suite(tmp_path, teachers={"resnet32": {}}, seeds=[0, 1], chains=chains, **changes)
+
+
+def test_takds_rule_chooses_the_assistant_closest_to_the_mean_of_teacher_and_student(tmp_path: Path) -> None:
+    suite = load_suite(choose_suite(tmp_path))
+    waiting = plan(suite)
+    assert not [spec for spec in waiting if spec.method == "TAKD"]  # the chain waits for the choice
+    assert "once the teacher and the models trained from scratch finished" in waiting.notes[0]
+    needed = {spec.run_id: spec for spec in waiting.runs if spec.run_id in waiting.choice_runs}
+    assert len(needed) == 1 + 3 * 2  # the teacher; two candidates and the student from scratch, two seeds
+    scratch = {"resnet20": [80.0, 82.0], "resnet14": [76.0, 77.0], "resnet8": [70.0, 71.0]}
+    finished = {}
+    for run_id, spec in needed.items():
+        finished[run_id] = 90.0 if spec.kind == "teacher" else scratch[spec.student][spec.seed]
+    # target (90 + 70.5) / 2 = 80.25: resnet20 (81.0) is 0.75 away, resnet14 (76.5) 3.75
+    chosen = plan(suite, finished)
+    links = [spec for spec in chosen if spec.method == "TAKD"]
+    assert {spec.student for spec in links if spec.teacher == "resnet32"} == {"resnet20"}
+    assert {spec.teacher for spec in links if spec.student == "resnet8"} == {"resnet20"}
+    assert "assistant resnet20" in chosen.notes[0] and "closest to 80.25" in chosen.notes[0]
+    assert "resnet14 76.50" in chosen.notes[0]
+
+
+@pytest.mark.parametrize(
+    ("models", "message"),
+    [
+        (["resnet32", {"choose": ["resnet20"]}, "resnet8"], "expected two or more model names"),
+        (["resnet32", {"choose": ["resnet20", "resnet21"]}, "resnet8"], "resnet21"),
+        (
+            ["resnet32", {"choose": ["resnet20", "resnet14"]}, {"choose": ["resnet8", "resnet14"]}, "resnet8"],
+            "at most one",
+        ),
+    ],
+)
+def test_choice_mistakes_are_named(tmp_path: Path, models: list, message: str) -> None:
+    with pytest.raises(SuiteError) as error:
+        load_suite(chain_suite(tmp_path, teachers={"resnet32": {}}, chains={"TAKD": {"models": models}}))
+    assert message in str(error.value)
