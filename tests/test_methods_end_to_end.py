@@ -52,14 +52,21 @@ def test_each_method_trains_one_epoch_on_digits_through_kdbench_run(name, tmp_pa
     assert 0 <= result["top1_last"] <= 100
 
 
+def _crd_zoo(name: str) -> bool:
+    with torch.device("meta"):
+        return type(create_model(name, 10)).crd_key_rules is not None
+
+
 def paper_pairs() -> list[tuple[str, str]]:
+    """The pairs of the suites' CRD-zoo networks (the course project's MNIST and torchvision models,
+    which take other image shapes and recipes, have their own tests)."""
     pairs: list[tuple[str, str]] = []
     for path in sorted(SUITES.glob("*.yaml")):
         if path.name == "smoke.yaml":
             continue
         for spec in plan(load_suite(path)):
             pair = (spec.pair_teacher or spec.teacher, spec.student)
-            if spec.kind == "student" and pair not in pairs:
+            if spec.kind == "student" and pair not in pairs and all(map(_crd_zoo, pair)):
                 pairs.append(pair)
     return pairs
 
