@@ -37,7 +37,8 @@ from kdbench.models.flops import count_flops, count_parameters
 from kdbench.models.subclass_head import create_model_with_head, head_subclasses
 from kdbench.models.torchvision_backbones import WeightsError
 from kdbench.recipe import Selector, make_scheduler, resolve_selection, split_validation
-from kdbench.results.store import atomic_write_bytes, atomic_write_json, write_failure
+from kdbench.results.schema import make_result
+from kdbench.results.store import PREVIOUS_CHECKPOINT_FILE, atomic_write_bytes, atomic_write_json, write_failure
 from kdbench.step import (  # noqa: F401  (make_optimizer, training_step: imported from here by callers)
     Autocast,
     build_training_step,
@@ -203,9 +204,38 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
+    """Write the epoch's checkpoint; the one before it stays as checkpoint.prev.pt until this one is on disk
+    whole (its size checked), the fallback of ``_load_checkpoint`` when the newest is damaged."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    data = buffer.getvalue()
+    previous = path.with_name(PREVIOUS_CHECKPOINT_FILE)
+    if path.exists():
+        os.replace(path, previous)
+    atomic_write_bytes(path, data)
+    if path.stat().st_size != len(data):
+        raise OSError(f"{path}: wrote {path.stat().st_size} of {len(data)} bytes")
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> dict | None:
+    """The newest checkpoint that loads: ``path``, else checkpoint.prev.pt (one epoch older; it becomes
+    ``path``); a damaged file is kept beside as checkpoint.damaged.pt, with a warning. None: train afresh."""
+    previous = path.with_name(PREVIOUS_CHECKPOINT_FILE)
+    for candidate in (path, previous):
+        if not candidate.exists():
+            continue
+        try:
+            state = torch.load(candidate, map_location=device, weights_only=False)
+        except Exception as error:  # torch raises several kinds for a truncated or garbled file
+            kept = candidate.with_name("checkpoint.damaged.pt")
+            os.replace(candidate, kept)
+            warnings.warn(f"{candidate} is damaged ({type(error).__name__}); kept as {kept.name}", stacklevel=2)
+            continue
+        if candidate != path:
+            os.replace(candidate, path)
+            warnings.warn(f"resuming from the checkpoint before it ({state.get('epoch')} epochs)", stacklevel=2)
+        return state
+    return None
 
 
 def _write_metrics(path: Path, metrics: list[dict]) -> None:
@@ -286,7 +316,7 @@ def _train(
     checkpoint_path = run_dir / "checkpoint.pt"
     metrics: list[dict] = []
     start_epoch = 0
-    state = torch.load(checkpoint_path, map_location=device, weights_only=False) if checkpoint_path.exists() else None
+    state = _load_checkpoint(checkpoint_path, device)
     if state is not None and state.get("run_id") != spec.run_id:
         raise RunFailed(f"{checkpoint_path} belongs to run {state.get('run_id')}; move it away to retrain")
     if state is not None and state.get("version") != CHECKPOINT_VERSION:
@@ -434,6 +464,7 @@ def _train(
         "finished_at": datetime.now(timezone.utc).isoformat(),
         "process_seconds": time.perf_counter() - started,
     }
+    result = make_result(result)  # checked against kdbench.results.schema, schema_version set
     atomic_write_json(run_dir / "result.json", result)
     return result
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kdbench.errors import DataError, UserError
 from kdbench.registry import UnknownNameError
-from kdbench.results.store import ResultStore
+from kdbench.results.store import ResultStore, results_root_problem
 from kdbench.suite import Plan, RunSpec, Suite, load_suite, plan
 from kdbench.validation import ValidationError
 
@@ -90,8 +90,19 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Suite, Plan]:
     return suite, planned
 
 
+#: the commands that write under the results root: theirs must be writable before they start
+WRITING_COMMANDS = frozenset({"run", "report", "cancel"})
+
+
 def store_from_args(args: argparse.Namespace) -> ResultStore:
+    """The results root of ``--results-dir`` (else $KDBENCH_RESULTS, else ./results); a user error when it
+    is a regular file (or under one), or, for a command that writes, not writable."""
     root = getattr(args, "results_dir", None) or os.environ.get("KDBENCH_RESULTS") or "results"
+    problem = results_root_problem(root, writing=getattr(args, "command", None) in WRITING_COMMANDS)
+    if problem:
+        if not getattr(args, "results_dir", None):
+            problem = problem.replace("--results-dir", "the results root ($KDBENCH_RESULTS or ./results)", 1)
+        raise UserError(problem)
     return ResultStore(root)
 
 

@@ -4,7 +4,10 @@ One run at a time in this process by default, or ``workers`` runs at once in wor
 CIFAR runs leave a big GPU mostly idle; several share it well). Two ``kdbench run`` on the same suite
 at once never train the same run twice: each run trains under an exclusive per-run lock
 (``kdbench.executors.training.train_under_lock``), and a run locked by another process is left to it.
-Ctrl-C leaves every finished epoch checkpointed; the same command resumes.
+Ctrl-C (or SIGTERM) stops at once: worker processes ignore the terminal's Ctrl-C (no traceback from an
+idle one) and are ended by this process, every finished epoch stays checkpointed, and the same command
+resumes (bit-identical on a CPU). A results root that takes no more writes (a full disk) stops the suite
+with one message.
 
 As an ``Executor``: ``submit`` trains before it returns; ``states`` reads the runs' files and locks;
 ``cancel`` has nothing to cancel (no queue), and names the process that trains each running run
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from kdbench.executors.base import Executor, ExecutorError, Log, RunOptions
 from kdbench.executors.training import TrainingOutcome, die_with_parent, train_under_lock
 from kdbench.lifecycle import RunState, RunStatus, describe_run, distinct_applicable
-from kdbench.results.store import DONE, FAILED, RUNNING, ResultStore
+from kdbench.results.store import DONE, FAILED, RUNNING, ResultStore, ResultsUnwritable
 from kdbench.suite import RunSpec
 from kdbench.train import cpu_threads, resolve_device
 
@@ -41,20 +44,44 @@ class LocalSummary:
     #: locked by another process (another ``kdbench run``, a SLURM job on this storage): left to it
     running_elsewhere: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
+    #: failed in an earlier ``kdbench run`` and not retried (also in ``failed``)
+    failed_before: list[str] = field(default_factory=list)
+    #: failed earlier for a reason now gone (their teacher file passes its check): trained again
+    retried: list[str] = field(default_factory=list)
+    #: why the suite stopped before its end (the results root took no more writes), or ""
+    stopped: str = ""
     seconds: float = 0.0
     #: every run has ended here (the Submission protocol): there is nothing to wait for
     finished: bool = True
 
     def describe(self) -> str:
-        """The closing line of ``kdbench run``."""
-        return (
+        """The closing lines of ``kdbench run``."""
+        lines = [
             f"{len(self.trained)} trained, {len(self.skipped_done)} already done, {len(self.failed)} failed, "
             f"{len(self.blocked)} blocked, {len(self.running_elsewhere)} running elsewhere in {self.seconds:.1f} s"
-        )
+        ]
+        if self.retried:
+            lines.append(
+                f"  {len(self.retried)} run(s) that had failed loading their teacher were trained again: "
+                "the teacher file now passes its check"
+            )
+        if self.failed_before:
+            lines.append(
+                f"  {len(self.failed_before)} run(s) failed in an earlier run and were not trained again "
+                "(kdbench status says why): fix the cause, then add --retry-failed to this command"
+            )
+        if self.running_elsewhere:
+            lines.append(
+                f"  {len(self.running_elsewhere)} run(s) are being trained by another process (or wait for a "
+                "teacher it trains): run this command again later to pick up the rest"
+            )
+        if self.stopped:
+            lines.append(f"  stopped: {self.stopped}")
+        return "\n".join(lines)
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed or self.blocked else 0
+        return 1 if self.failed or self.blocked or self.stopped else 0
 
 
 #: ``--workers auto`` on a CPU never starts more processes than this: each holds its own copy of the data
@@ -115,9 +142,12 @@ def run_local(
         status = store.status(spec.run_id)
         if status == DONE:
             summary.skipped_done.append(spec.run_id)
-        elif status == FAILED and not retry_failed:
+        elif status == FAILED and not retry_failed and not failure_is_gone(spec, store):
             summary.failed.append(spec.run_id)
+            summary.failed_before.append(spec.run_id)
         else:
+            if status == FAILED and not retry_failed:
+                summary.retried.append(spec.run_id)
             if status == FAILED:
                 store.clear_failure(spec.run_id)
             pending.append(spec)
@@ -134,6 +164,12 @@ def run_local(
 
     def finish(spec: RunSpec, outcome: TrainingOutcome) -> None:
         bar.update(1)
+        for note in outcome.notes:
+            emit(f"  repaired {spec.run_id}  {note}")
+        if outcome.already_done:  # another process finished it after we looked: nothing was written here
+            summary.skipped_done.append(spec.run_id)
+            emit(f"  done     {spec.run_id}  {describe_run(spec)}: finished by another process meanwhile")
+            return
         listed[outcome.status].append(spec.run_id)
         if outcome.status == RunStatus.DONE:
             result = outcome.result or {}
@@ -154,9 +190,13 @@ def run_local(
             return None
         if any(p.run_id == spec.teacher_run for p in pending) or spec.teacher_run in in_flight_ids:
             return "wait"
+        if teacher == RUNNING or spec.teacher_run in summary.running_elsewhere:
+            return f"elsewhere: its teacher run {spec.teacher_run} is being trained by another process"
         return f"its teacher run {spec.teacher_run} is {teacher}"
 
     def blocked(reason: str) -> TrainingOutcome:
+        if reason.startswith("elsewhere: "):  # not blocked: another process trains its teacher
+            return TrainingOutcome(RunStatus.RUNNING, reason=reason.removeprefix("elsewhere: "))
         return TrainingOutcome(RunStatus.BLOCKED, reason=reason)
 
     in_flight_ids: set[str] = set()
@@ -164,7 +204,7 @@ def run_local(
     workers = min(workers, len(pending))  # no idle processes (one pending run trains in this process)
     try:
         if workers <= 1:
-            while pending:
+            while pending and not summary.stopped:
                 spec = pending.pop(0)
                 reason = ready(spec)
                 if reason == "wait":  # its teacher comes later in the list: plans put teachers first
@@ -173,16 +213,22 @@ def run_local(
                 if reason:
                     finish(spec, blocked(reason))
                     continue
-                store.write_spec(spec)
                 here = dict(device=device, data_root=data_root, progress=progress, stop_after_epochs=stop_after_epochs)
-                finish(spec, train_under_lock(store_root, spec.run_id, **here))
+                try:
+                    store.write_spec(spec)
+                    finish(spec, train_under_lock(store_root, spec.run_id, **here))
+                except ResultsUnwritable as error:
+                    summary.stopped = str(error)
+                except OSError as error:  # writing spec.yaml: the same stop, with the same one message
+                    summary.stopped = f"cannot write under the results root {store.root}: {error}"
         else:
             context = multiprocessing.get_context("spawn")  # fork and CUDA do not mix
-            with ProcessPoolExecutor(
-                max_workers=workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
-            ) as pool:
-                futures: dict[Future, RunSpec] = {}
-                while pending or futures:
+            pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=context, initializer=local_worker, initargs=(os.getpid(),)
+            )
+            futures: dict[Future, RunSpec] = {}
+            try:
+                while (pending or futures) and not summary.stopped:
                     for spec in list(pending):
                         if len(futures) >= workers:
                             break
@@ -193,7 +239,11 @@ def run_local(
                         if reason:
                             finish(spec, blocked(reason))
                             continue
-                        store.write_spec(spec)
+                        try:
+                            store.write_spec(spec)
+                        except OSError as error:
+                            summary.stopped = f"cannot write under the results root {store.root}: {error}"
+                            break
                         in_flight_ids.add(spec.run_id)
                         options = dict(device=device, data_root=data_root, stop_after_epochs=stop_after_epochs)
                         futures[pool.submit(train_under_lock, store_root, spec.run_id, **options)] = spec
@@ -203,11 +253,70 @@ def run_local(
                     for future in done:
                         spec = futures.pop(future)
                         in_flight_ids.discard(spec.run_id)
-                        finish(spec, future.result())
+                        try:
+                            finish(spec, future.result())
+                        except ResultsUnwritable as error:
+                            summary.stopped = str(error)
+            except BaseException:  # Ctrl-C, SIGTERM: end the workers now (finished epochs are checkpointed)
+                stop_workers(pool)
+                if futures:
+                    emit(
+                        f"  stopped {len(futures)} run(s) in flight: "
+                        + ", ".join(f"{spec.run_id} ({describe_run(spec)})" for spec in futures.values())
+                    )
+                raise
+            if summary.stopped:
+                stop_workers(pool)
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def failure_is_gone(spec: RunSpec, store: ResultStore) -> bool:
+    """A run that failed loading its teacher whose teacher now loads: its teacher file passes the check
+    ``kdbench run`` makes before training (``kdbench.preflight``), or its teacher run is done. Such a run
+    is trained again without ``--retry-failed`` (and the summary says so)."""
+    failure = store.failure(spec.run_id) or {}
+    if failure.get("stage") != "teacher" or spec.teacher is None:
+        return False
+    if spec.teacher_run is not None:
+        return store.status(spec.teacher_run) == DONE
+    if spec.teacher_checkpoint is None:
+        return False
+    from kdbench.preflight import teacher_file_problems
+    from kdbench.validation import Collector
+
+    problems = Collector()
+    teacher_file_problems([spec], problems)
+    return not problems.problems
+
+
+def local_worker(parent_pid: int) -> None:
+    """Initializer of a local worker process: it ends with its parent, and leaves Ctrl-C to the parent
+    (which ends the workers itself), so an idle worker prints no KeyboardInterrupt traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent_pid)
+
+
+def stop_workers(pool: ProcessPoolExecutor, grace_s: float = 2.0) -> None:
+    """End a pool's worker processes now (SIGTERM, then SIGKILL after ``grace_s``), not after their runs:
+    each finished epoch is checkpointed, and a write cut short leaves only a temporary file, removed when
+    the run is next trained. ``_processes`` is the pool's own table of its workers (no public API has it)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join(1.0)
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def parse_workers(value: str, device: str | None) -> tuple[int, str]:

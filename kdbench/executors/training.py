@@ -1,10 +1,15 @@
 """Train one run under its lock: the one way every executor trains (this process, a local worker, a
 SLURM job, a packed SLURM job's run process), and the worker-process guard they share.
 
-``train_under_lock`` takes the run's exclusive lock (a run another process holds is left to it), returns
-a finished run's result without training, calls ``kdbench.train.train_run`` (which resumes from the
-last epoch checkpoint and records its own failures), and records an unexpected error in failed.json
-with its traceback, so the suite goes on and ``kdbench status`` can say why.
+``train_under_lock`` takes the run's exclusive lock (a run another process holds is left to it), and
+then, holding it, looks again: a run finished meanwhile (by another process) is returned as it is,
+never rewritten. It repairs what a crash or a bad copy damaged (a result.json that does not read is set
+aside and rebuilt from the checkpoint when that holds every epoch, else the run resumes or retrains; a
+torn or non-UTF-8 metrics.jsonl is rewritten from the checkpoint; a teacher run's damaged model.pt is
+rebuilt from that teacher's checkpoint), calls ``kdbench.train.train_run`` (which resumes from the last
+good epoch checkpoint and records its own failures), and records an unexpected error in failed.json with
+its traceback, so the suite goes on and ``kdbench status`` can say why. A full disk or a read-only
+results root raises ``ResultsUnwritable`` instead: every later run would fail the same way.
 """
 
 from __future__ import annotations
@@ -16,17 +21,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdbench.lifecycle import RunStatus
-from kdbench.results.store import FAILURE_FILE, ResultStore, RunLocked, write_failure
+from kdbench.results.store import (
+    FAILURE_FILE,
+    ResultStore,
+    ResultsUnwritable,
+    RunLocked,
+    is_unwritable,
+    write_failure,
+)
 
 
 @dataclass(frozen=True)
 class TrainingOutcome:
     """How one call ended: done (``result``), interrupted (``stop_after_epochs``), running elsewhere (the
-    lock was taken) or failed (``reason``; failed.json has it)."""
+    lock was taken) or failed (``reason``; failed.json has it). ``already_done``: another process had
+    finished it (nothing was trained or written here). ``notes``: what was repaired, for the terminal."""
 
     status: RunStatus
     result: dict | None = None
     reason: str = ""
+    already_done: bool = False
+    notes: tuple[str, ...] = ()
 
 
 #: the reason given for a run whose lock another process holds
@@ -53,11 +68,14 @@ def train_under_lock(
 
     store = ResultStore(store_root)
     run_dir = store.run_dir(run_id)
+    notes: list[str] = []
     try:
         with store.lock(run_id):
+            # looked at again holding the lock: another process may have finished it since we last did
             finished = store.result(run_id)
             if finished is not None:  # done meanwhile by another process, or before a requeue
-                return TrainingOutcome(RunStatus.DONE, finished)
+                return TrainingOutcome(RunStatus.DONE, finished, already_done=True)
+            notes = repair_before_training(store, run_id, device=device, data_root=data_root)
             result = train_run(
                 run_dir, device=device, data_root=data_root, progress=progress, stop_after_epochs=stop_after_epochs
             )
@@ -65,20 +83,107 @@ def train_under_lock(
         if reraise:
             raise
         return TrainingOutcome(RunStatus.RUNNING, reason=LOCKED_ELSEWHERE)
-    except RunFailed as error:  # train_run has written failed.json
-        if reraise:
-            raise
-        return TrainingOutcome(RunStatus.FAILED, reason=str(error))
     except (KeyboardInterrupt, SystemExit):
         raise
-    except Exception as error:  # a bug or a broken environment: record it, go on with the suite
-        record = write_failure(run_dir, error, expected=False)
-        if reraise:
+    except Exception as error:
+        if is_unwritable(error) or isinstance(error, ResultsUnwritable):
+            raise _unwritable(store, error) from None
+        if not isinstance(error, RunFailed):  # a bug or a broken environment: record it, go on with the suite
+            try:
+                record = write_failure(run_dir, error, expected=False)
+            except OSError as unwritable:  # not even failed.json can be written
+                raise _unwritable(store, unwritable, error) from None
+            if reraise:
+                raise
+            reason = f"{record['reason']} (see {run_dir / FAILURE_FILE})"
+            return TrainingOutcome(RunStatus.FAILED, reason=reason, notes=tuple(notes))
+        if reraise:  # train_run has written failed.json
             raise
-        return TrainingOutcome(RunStatus.FAILED, reason=f"{record['reason']} (see {run_dir / FAILURE_FILE})")
+        return TrainingOutcome(RunStatus.FAILED, reason=str(error), notes=tuple(notes))
     if result.get("status") == RunStatus.DONE:
-        return TrainingOutcome(RunStatus.DONE, result)
-    return TrainingOutcome(RunStatus.INTERRUPTED, result)
+        return TrainingOutcome(RunStatus.DONE, result, notes=tuple(notes))
+    return TrainingOutcome(RunStatus.INTERRUPTED, result, notes=tuple(notes))
+
+
+def _unwritable(store: ResultStore, error: BaseException, cause: BaseException | None = None) -> ResultsUnwritable:
+    """The one message of a results root that takes no more writes."""
+    what = f" (while recording {type(cause).__name__}: {cause})" if cause is not None else ""
+    return ResultsUnwritable(
+        f"cannot write under the results root {store.root}: {error}{what}. Stopped the suite here; finished "
+        "epochs are checkpointed. Free space (or make it writable) and run the same command again to resume"
+    )
+
+
+def repair_before_training(
+    store: ResultStore, run_id: str, *, device: str | None = None, data_root: str | None = None
+) -> list[str]:
+    """Holding the run's lock: set aside a damaged result.json, rewrite a damaged metrics.jsonl, rebuild a
+    damaged model.pt of the run's teacher run; what was done (one line each)."""
+    store.remove_stale_temporaries(run_id)
+    notes = []
+    metrics = store.repair_metrics(run_id)
+    if metrics:
+        notes.append(metrics)
+    problem = store.result_problem(run_id)
+    if problem:
+        store.set_aside_result(run_id)
+        epochs = sum(1 for m in store.checkpoint_metrics(run_id) or [] if m.get("phase", "main") == "main")
+        planned = _planned_epochs(store, run_id)
+        how = (
+            "rebuilt from the checkpoint and metrics, which hold every epoch"
+            if planned is not None and epochs >= planned
+            else f"retrained from epoch {epochs + 1} (the checkpoint holds {epochs})"
+            if epochs
+            else "retrained (no checkpoint)"
+        )
+        notes.append(f"{problem}; set aside as result.damaged.json and {how}")
+    teacher_note = _rebuild_teacher_model(store, run_id, device=device, data_root=data_root)
+    if teacher_note:
+        notes.append(teacher_note)
+    return notes
+
+
+def _planned_epochs(store: ResultStore, run_id: str) -> int | None:
+    """Main-stage epochs of the run's schedule; None without a readable spec."""
+    import yaml
+
+    try:
+        spec = yaml.safe_load((store.run_dir(run_id) / "spec.yaml").read_text())
+        return int(spec["schedule"]["epochs"])
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return None
+
+
+def _rebuild_teacher_model(store: ResultStore, run_id: str, *, device: str | None, data_root: str | None) -> str | None:
+    """When the run's teacher is a run of the suite whose model.pt does not load, rebuild that file (and its
+    result) from the teacher's checkpoint, the source of truth, under the teacher's lock; what was done."""
+    import yaml
+
+    try:
+        teacher_run = yaml.safe_load((store.run_dir(run_id) / "spec.yaml").read_text()).get("teacher_run")
+    except (OSError, AttributeError, yaml.YAMLError):
+        return None
+    if not teacher_run:
+        return None
+    model = store.run_dir(teacher_run) / "model.pt"
+    if not model.exists() or store.result(teacher_run) is None or _loads(model):
+        return None
+    from kdbench.train import train_run
+
+    with store.lock(teacher_run):
+        os.replace(model, model.with_name("model.damaged.pt"))
+        train_run(store.run_dir(teacher_run), device=device, data_root=data_root)
+    return f"teacher run {teacher_run}: {model} did not load; rebuilt from its checkpoint (old file: model.damaged.pt)"
+
+
+def _loads(path: Path) -> bool:
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torch raises several kinds for a damaged file
+        return False
+    return True
 
 
 def die_with_parent(parent_pid: int) -> None:

@@ -1,9 +1,11 @@
 """The result store: one directory per run, content-addressed by run id.
 
 ``<root>/runs/<run_id>/``: ``spec.yaml`` (the resolved config), ``metrics.jsonl`` (one line per
-epoch), ``checkpoint.pt`` (written to a temporary file, then renamed), ``model.pt`` (the trained
-student, CRD format), ``result.json`` (written last: its presence means "done"), ``failed.json``
-(why a run stopped: written by ``write_failure`` only), ``.lock`` (held while a process trains it).
+epoch), ``checkpoint.pt`` (written to a temporary file, then renamed; the one before it kept as
+``checkpoint.prev.pt``, the fallback when the newest is damaged), ``model.pt`` (the trained student, CRD
+format), ``result.json`` (written last: a readable one means "done"; a damaged one is set aside as
+``result.damaged.json`` and rebuilt or retrained), ``failed.json`` (why a run stopped: written by
+``write_failure`` only), ``.lock`` (held while a process trains it).
 Reports go to ``<root>/<suite name>/``. A run's status (``kdbench.lifecycle.RunStatus``) is read from
 these files alone; executors add what their jobs say.
 """
@@ -11,6 +13,7 @@ these files alone; executors add what their jobs say.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -23,7 +26,9 @@ from typing import Any
 
 import yaml
 
+from kdbench.errors import UserError
 from kdbench.lifecycle import RunState, RunStatus, with_blocked_students
+from kdbench.results.schema import ResultUnreadable, read_result
 from kdbench.suite import RunSpec
 
 # The status words as the store uses them (one vocabulary: kdbench.lifecycle.RunStatus).
@@ -37,10 +42,46 @@ DONE, FAILED, RUNNING, INTERRUPTED, PENDING, BLOCKED, NOT_APPLICABLE = (
     RunStatus.NOT_APPLICABLE,
 )
 FAILURE_FILE = "failed.json"
+RESULT_FILE = "result.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+#: the checkpoint before the newest: kept until the newest is written whole, the fallback when it is damaged
+PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
+METRICS_FILE = "metrics.jsonl"
+#: errors of a store that cannot take a write: the suite stops (every later run would fail the same way)
+UNWRITABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 class RunLocked(Exception):
     """Another process is training this run."""
+
+
+class ResultsUnwritable(UserError):
+    """The results root takes no more writes (a full disk or quota, a read-only mount): stop the suite with
+    one message rather than fail every run after it the same way."""
+
+
+def is_unwritable(error: BaseException) -> bool:
+    """A full disk, a full quota or a read-only file system (not a fault of the run)."""
+    return isinstance(error, OSError) and error.errno in UNWRITABLE_ERRNOS
+
+
+def results_root_problem(root: str | Path, *, writing: bool = True) -> str | None:
+    """Why ``root`` cannot serve as the results root (a regular file on its path; with ``writing``, no
+    write permission), or None. Checked before a command starts, so that its first read or write does not
+    fail with a traceback after compute is spent."""
+    root = Path(root)
+    existing = root
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "it" if existing == root else f"{existing}, on its path,"
+        return f"--results-dir {root}: {where} is a regular file, not a folder; name a folder (it is created)"
+    if writing and not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == root else f" ({existing} exists and the rest would be created in it)"
+        return f"--results-dir {root}: not writable by this user{where}; name a folder you can write to"
+    return None
 
 
 def default_results_root() -> Path:
@@ -89,15 +130,17 @@ class ResultStore:
     def status(self, run_id: str) -> RunStatus:
         """The run's own status from its files: done, failed, running (locked), interrupted or pending.
 
-        Whether a teacher blocks it is a question about the suite: see ``states``."""
+        Done means a result.json that reads (``kdbench.results.schema.read_result``): a damaged one is not
+        done, and the next ``kdbench run`` rebuilds or retrains it. Whether a teacher blocks a run is a
+        question about the suite: see ``states``."""
         run_dir = self.run_dir(run_id)
-        if (run_dir / "result.json").exists():
+        if self.result(run_id) is not None:
             return DONE
         if (run_dir / FAILURE_FILE).exists():
             return FAILED
         if self.is_locked(run_id):
             return RUNNING
-        if (run_dir / "checkpoint.pt").exists():
+        if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / PREVIOUS_CHECKPOINT_FILE).exists():
             return INTERRUPTED
         return PENDING
 
@@ -113,7 +156,10 @@ class ResultStore:
         if status == RUNNING:
             holder = self.lock_holder(run_id)
             return RunState(status, detail=", ".join(part for part in (holder, done or "starting") if part))
-        return RunState(status, detail=done if status == INTERRUPTED else "")
+        damaged = self.result_problem(run_id)
+        if damaged:
+            done = f"{done + '; ' if done else ''}result.json is damaged (kdbench run rebuilds or retrains it)"
+        return RunState(status, detail=done if status in (INTERRUPTED, PENDING) else "")
 
     def states(self, runs: Sequence[RunSpec]) -> dict[str, RunState]:
         """Every run's state from the files alone (one entry per run id, NA runs included), students of a
@@ -127,20 +173,78 @@ class ResultStore:
         return with_blocked_students(runs, states)
 
     def epochs_done(self, run_id: str) -> int:
-        """Epochs in metrics.jsonl (it mirrors the checkpoint)."""
-        path = self.run_dir(run_id) / "metrics.jsonl"
-        try:
-            with path.open() as handle:
-                return sum(1 for _ in handle)
-        except FileNotFoundError:
-            return 0
+        """Complete epoch records in metrics.jsonl (it mirrors the checkpoint; a torn line is not one)."""
+        return len(_metric_lines(self.run_dir(run_id) / METRICS_FILE)[0])
 
     def result(self, run_id: str) -> dict | None:
-        return _read_json(self.run_dir(run_id) / "result.json")
+        """The run's result record; None when there is none or it is damaged (then the run is not done)."""
+        try:
+            return _read_result(self.run_dir(run_id) / RESULT_FILE)
+        except ResultUnreadable:
+            return None
+
+    def result_problem(self, run_id: str) -> str | None:
+        """Why the run's result.json is damaged (empty, truncated, not UTF-8, not a JSON object), or None."""
+        try:
+            _read_result(self.run_dir(run_id) / RESULT_FILE)
+        except ResultUnreadable as error:
+            return str(error)
+        return None
+
+    def set_aside_result(self, run_id: str) -> Path:
+        """Move a damaged result.json to result.damaged.json (kept to look at, never read as a result)."""
+        path = self.run_dir(run_id) / RESULT_FILE
+        kept = path.with_name("result.damaged.json")
+        os.replace(path, kept)
+        return kept
+
+    def repair_metrics(self, run_id: str) -> str | None:
+        """Rewrite a damaged metrics.jsonl (bytes that are not UTF-8, a torn or garbled line) from the
+        checkpoint's epoch records (the source of truth), else from its own complete lines; what was done,
+        or None when the file was whole. The damaged file is kept as metrics.damaged.jsonl. Call it while
+        no process trains the run (its last line may be mid-write then)."""
+        path = self.run_dir(run_id) / METRICS_FILE
+        records, damaged = _metric_lines(path)
+        if not damaged:
+            return None
+        from_checkpoint = self.checkpoint_metrics(run_id)
+        source = "its complete lines"
+        if from_checkpoint is not None and len(from_checkpoint) >= len(records):
+            records, source = from_checkpoint, "the checkpoint"
+        os.replace(path, path.with_name("metrics.damaged.jsonl"))
+        atomic_write_bytes(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode())
+        kept = "the old file kept as metrics.damaged.jsonl"
+        return f"{path}: {damaged}; rewritten from {source} ({len(records)} epochs; {kept})"
+
+    def checkpoint_metrics(self, run_id: str) -> list[dict] | None:
+        """The epoch records of the run's newest readable checkpoint (checkpoint.pt, else checkpoint.prev.pt)."""
+        import torch
+
+        for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE):
+            path = self.run_dir(run_id) / name
+            if not path.is_file():
+                continue
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=False)
+            except Exception:  # a damaged file: try the older one
+                continue
+            if isinstance(state, dict) and isinstance(state.get("metrics"), list):
+                return state["metrics"]
+        return None
+
+    def remove_stale_temporaries(self, run_id: str) -> None:
+        """Delete the temporary files of writes a killed process never finished (call it holding the lock)."""
+        for leftover in self.run_dir(run_id).glob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
 
     def failure(self, run_id: str) -> dict | None:
-        """The run's failed.json (see ``write_failure``), or None."""
-        return _read_json(self.run_dir(run_id) / FAILURE_FILE)
+        """The run's failed.json (see ``write_failure``), or None; a damaged one reads as a failure that says so."""
+        path = self.run_dir(run_id) / FAILURE_FILE
+        try:
+            return _read_json(path)
+        except (ValueError, UnicodeDecodeError):
+            return {"reason": f"{path} is damaged (the reason is lost); --retry-failed trains the run again"}
 
     def clear_failure(self, run_id: str) -> None:
         """Before a retry: keep the old reason beside the run, never silently drop it."""
@@ -256,6 +360,53 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+def _read_result(path: Path) -> dict | None:
+    """``kdbench.results.schema.read_result``, except that a whole JSON object with fewer fields than the
+    schema's (a record made by hand or by a tool, as tests and imports of published runs do) still counts:
+    only a damaged file (empty, truncated, not UTF-8, not an object) makes a run not done."""
+    try:
+        return read_result(path)
+    except ResultUnreadable as damaged:
+        try:
+            record = json.loads(path.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise damaged from None
+        if isinstance(record, dict):
+            return record
+        raise damaged from None
+
+
+def _metric_lines(path: Path) -> tuple[list[dict], str]:
+    """The complete epoch records of a metrics.jsonl, and what is damaged in it ("" when nothing)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], ""
+    problems: list[str] = []
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        problems.append(f"bytes that are not UTF-8 at offset {error.start}")
+        text = data.decode("utf-8", errors="replace")
+    records: list[dict] = []
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    elif lines:
+        problems.append("a torn last line")
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        elif number < len(lines) or not problems or "torn" not in problems[-1]:
+            problems.append(f"line {number} is not a JSON record")
+    # a torn last line that still parses is complete, only its newline was lost
+    return records, "; ".join(dict.fromkeys(problems))
+
+
 RESULT_COLUMNS = [
     "top1_last",
     "top5_last",
@@ -304,6 +455,9 @@ def results_frame(runs: Sequence[RunSpec], store: ResultStore):  # -> pandas.Dat
             return NOT_APPLICABLE, None, None, ""
         result = store.result(spec.run_id)
         status = DONE if result is not None else store.status(spec.run_id)
+        if status != RUNNING:  # a run being trained may be writing its last line
+            with contextlib.suppress(OSError):
+                store.repair_metrics(spec.run_id)
         failure = (store.failure(spec.run_id) or {}).get("reason") if status == FAILED else None
         params = json.dumps({"terms": spec.config()["terms"], "ce_weight": spec.ce_weight}, sort_keys=True)
         return status, result, failure, params
