@@ -30,7 +30,9 @@ def register(subparsers) -> None:
         "every run of the suite, one after another on this device.",
         example="kdbench bench --teacher resnet56 --student resnet20 --methods vanilla,kd,at --json out.json\n"
         "  kdbench bench --suite suites/cifar100.yaml seeds=[0]      # projected hours only\n"
-        "  kdbench bench --methods kd --packing 1,2,4,8 --suite suites/cifar100.yaml   # runs per GPU, packed hours",
+        "  kdbench bench --methods kd --packing 1,2,4,8 --suite suites/cifar100.yaml   # runs per GPU, packed hours\n"
+        '  PYTHONPATH=. python3 -m kdbench bench --gpu-check --out "$OUT"   # every CUDA path, one command\n'
+        "  kdbench bench --gpu-check --device cpu --tiny --out /tmp/check     # its CPU rehearsal",
     )
     parser.add_argument("--teacher", default="resnet56", help="teacher model")
     parser.add_argument("--student", default="resnet20", help="student model")
@@ -79,7 +81,8 @@ def register(subparsers) -> None:
     parser.add_argument("--suite-steps", type=int, default=5, help="timed steps per (pair, method) of the suite")
     check = parser.add_argument_group(
         "GPU check",
-        "--gpu-check measures and checks every CUDA path in one command (under 8 minutes on an H100/H200): the "
+        "--gpu-check measures and checks every CUDA path in one command (sized for under 8 minutes on an H100/H200): "
+        "the "
         "environment, pytest -m gpu, the step benchmarks in fp32, bf16 and bf16 + compile, packing 1,2,4,8, the "
         "Table 1 projection; JSON and Markdown to --out, the Markdown printed at the end. Other options are ignored.",
     )
