@@ -80,7 +80,9 @@ def from_crd_state_dict(
         if crd in crd_state and tuple(crd_state[crd].shape) != tuple(ours[key].shape)
     ]
     if missing or unexpected or mismatched:
-        described = f"{type(model).__name__} with {ours['classifier.weight'].shape[0]} classes"
+        # the head's weight: the CRD families call it classifier.weight, other families name their own
+        head = "classifier.weight" if "classifier.weight" in ours else [k for k in ours if k.endswith("weight")][-1]
+        described = f"{type(model).__name__} with {ours[head].shape[0]} classes"
         lines = [f"{source} does not fit the model ({described}), so nothing was loaded:"]
         if missing:
             lines.append(f"  missing keys ({len(missing)}): {_listed(missing)}")
@@ -91,9 +93,9 @@ def from_crd_state_dict(
                 f"{crd} is {list(found)} in the file, {list(wanted)} in the model" for crd, found, wanted in mismatched
             ]
             lines.append(f"  shape mismatches ({len(mismatched)}): {_listed(shapes, '; ')}")
-        classifier = ours_to_crd["classifier.weight"]
+        classifier = ours_to_crd[head]
         if not missing and not unexpected and classifier in crd_state:
-            found, wanted = crd_state[classifier].shape[0], ours["classifier.weight"].shape[0]
+            found, wanted = crd_state[classifier].shape[0], ours[head].shape[0]
             if found != wanted:
                 lines.append(f"  the file has {found} classes, the model {wanted}")
         raise ValueError("\n".join(lines))

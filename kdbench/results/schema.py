@@ -6,8 +6,8 @@ A record's presence means "done"; one that does not parse, or misses a required 
 (``ResultUnreadable``), so a damaged file is rebuilt or retrained instead of crashing a report.
 
 Version history:
-- 1: the fields below. Records written before the ``schema_version`` field existed have exactly
-  these fields and are read as version 1.
+- 1: the fields below. Records written before the ``schema_version`` field existed have the required
+  ones and are read as version 1; the per-class fields came later within the version (optional).
 Fields may be added within a version (readers ignore what they do not know); a renamed or removed
 field, or a changed meaning, is a new version with a reader for the old one.
 """
@@ -43,6 +43,30 @@ RESULT_FIELDS: tuple[Field, ...] = (
     Field("top1_best", ("number",), "highest test top-1 over the main epochs (selection on the test set: say so)"),
     Field("top5_best", ("number",), "highest test top-5 over the main epochs"),
     Field("best_epoch", ("integer",), "epoch of top1_best (1-based)"),
+    # the per-class view (every evaluation keeps a confusion matrix); absent in records of kdbench 0.1.0
+    Field("class_names", ("array",), "the data set's class names, in label order", False),
+    Field("top1_selected", ("number", "null"), "test top-1 at the epoch selected on the validation split", False),
+    Field("top5_selected", ("number", "null"), "test top-5 at the selected epoch", False),
+    Field("selected_epoch", ("integer", "null"), "the epoch chosen by schedule.selection (null without one)", False),
+    Field("stopped_early", ("boolean",), "schedule.early_stopping ended the run before its last epoch", False),
+    *(
+        Field(f"{metric}_{epoch}", ("number", "null"), f"test {metric.replace('_', ' ')} at the {epoch} epoch", False)
+        for metric in ("weighted_f1", "macro_f1")
+        for epoch in ("last", "selected")
+    ),
+    *(
+        Field(
+            f"{metric}_{epoch}", ("array", "null"), f"test {metric.replace('_', ' ')} per class, {epoch} epoch", False
+        )
+        for metric in ("per_class_recall", "per_class_precision", "per_class_f1")
+        for epoch in ("last", "selected")
+    ),
+    *(
+        Field(
+            f"confusion_{epoch}", ("array", "null"), f"test confusion matrix (rows: true class), {epoch} epoch", False
+        )
+        for epoch in ("last", "selected")
+    ),
     Field("epochs", ("integer",), "main-stage epochs trained"),
     Field("init_epochs", ("integer",), "epochs of a method's init stage (FSP, AB, FT), before the main stage"),
     Field("wall_time_s", ("number",), "sum of the epochs' seconds, across resumes"),

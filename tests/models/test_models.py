@@ -480,3 +480,12 @@ def test_a_family_without_crd_rules_saves_and_loads_under_its_own_keys(tmp_path:
     load_crd_checkpoint(copy_of, tmp_path / "model.pt")
     images = torch.rand(2, 3, 8, 8)
     assert torch.equal(model.eval()(images), copy_of.eval()(images))
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS.names() if n.startswith(("course_", "tv_"))])
+def test_a_non_crd_family_file_of_another_class_count_is_refused_cleanly(name: str, tmp_path: Path) -> None:
+    shape = (1, 28, 28) if name.startswith("course_") else (3, 32, 32)
+    torch.manual_seed(0)
+    save_crd_checkpoint(create_model(name, 10, shape), tmp_path / "model.pt")
+    with pytest.raises(ValueError, match="the file has 10 classes, the model 3"):
+        load_crd_checkpoint(create_model(name, 3, shape), tmp_path / "model.pt")

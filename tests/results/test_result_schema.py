@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def a_record() -> dict:
-    values = {"integer": 3, "number": 1.5, "string": "x", "object": {}, "null": None}
+    values = {"integer": 3, "number": 1.5, "string": "x", "object": {}, "array": [], "boolean": False, "null": None}
     return {f.name: values[f.types[0]] for f in RESULT_FIELDS if f.name != "schema_version"}
 
 
