@@ -6,6 +6,8 @@ import argparse
 import importlib
 import os
 import pkgutil
+import shlex
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -52,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    previous_sigterm = _sigterm_as_interrupt()
     try:
         return int(args.handler(args) or 0)
     except BrokenPipeError:
@@ -62,9 +65,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(format_user_error(error), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished epochs are checkpointed; run the same command again to resume", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        how = "terminated (SIGTERM)" if isinstance(interrupt, Terminated) else "interrupted"
+        again = shlex.join(["kdbench", *(argv if argv is not None else sys.argv[1:])])
+        print(f"\n{how}: finished epochs are checkpointed; to resume, run the same command: {again}", file=sys.stderr)
         return 130
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so it ends as Ctrl-C does: runs stop, a message says how to
+    resume, exit status 130 (not a silent -15)."""
+
+
+def _sigterm_as_interrupt() -> object:  # the previous handler; None outside the main thread
+    """Turn SIGTERM into ``Terminated`` for the command's duration (signals reach the main thread only)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, terminate)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from kdbench.cli.common import UserError, add_command, add_suite_arguments, plan_from_args, store_from_args, unique_runs
-from kdbench.lifecycle import RunStatus, count_statuses, describe_run, describe_state
+from kdbench.lifecycle import RunStatus, count_statuses, describe_run
 
 #: statuses that need no explanation line under the counts
 UNREMARKABLE = (RunStatus.DONE, RunStatus.PENDING, RunStatus.RUNNING, RunStatus.NOT_APPLICABLE)
@@ -51,7 +51,12 @@ def run(args: argparse.Namespace) -> int:
         state = states[spec.run_id]
         if state.status in UNREMARKABLE:
             continue
-        print(f"  {state.status:<8} {spec.run_id}  {describe_run(spec)}: {describe_state(state)}")
+        # the status word leads; after it only what it adds (the job, why): not "interrupted: interrupted"
+        job = f" (job {state.job_id})" if state.job_id else ""
+        print(
+            f"  {state.status:<8} {spec.run_id}  {describe_run(spec)}{job}"
+            + (f": {state.detail}" if state.detail else "")
+        )
         if state.log_path:
             print(f"           log: {state.log_path}")
         elif state.status == RunStatus.FAILED:

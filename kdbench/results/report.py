@@ -496,7 +496,8 @@ class Report:
     def legend(self) -> str:
         return (
             "Each cell: mean ± std (n) over the seeds that finished (std: the spread of one seed, not the "
-            "standard error of the mean); (k/n): k of n seeds finished. "
+            "standard error of the mean); (k/n): k of n seeds finished; with none finished, what they are: "
+            "pending k/n: k of n seeds pending (likewise failed, blocked, running). "
             f"Bold: the highest mean of its column (the lowest for a loss) and every method tied with it, i.e. "
             f"whose paired difference "
             f"to it over common seeds is not significant ({TEST_NAME}, alpha {self.alpha:g}); a method with fewer "
