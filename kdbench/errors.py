@@ -9,3 +9,15 @@ class UserError(Exception):
 
 class DataError(Exception):
     """A data set that is missing or malformed on disk: a user-facing message, no traceback."""
+
+
+def data_root_hint(download: bool = True) -> str:
+    """How to point kdbench at data that is elsewhere (the order ``kdbench.train.load_data`` reads it in),
+    and, unless a download was just tried (``download=False``), how to have torchvision fetch it; the last
+    sentence of every data set's "not found" message."""
+    where = (
+        "If it is elsewhere, say where: --data-root DIR (or dataset.root=DIR on the command line), the suite's "
+        "dataset.root, or $KDBENCH_DATA (else ./data)."
+    )
+    fetch = " Or set `download: true` for the data set in the suite to let torchvision fetch it."
+    return where + (fetch if download else "")

@@ -37,6 +37,7 @@ import torch
 
 from kdbench.data import DATASETS
 from kdbench.data.base import Augmentation, DataError, DatasetShape, DataSource, Split
+from kdbench.errors import data_root_hint
 
 CIFAR_PAGE = "http://www.cs.toronto.edu/~kriz/cifar.html"
 
@@ -78,12 +79,12 @@ def _resolve_root(root: Path, folder: str) -> Path:
     return root
 
 
-def _layout_help(title: str, stock: Any, root: Path) -> str:
+def _layout_help(title: str, stock: Any, root: Path, download: bool = True) -> str:
+    """Where the files go and how to get them (``download=False``: a download just failed; not suggested)."""
     return (
         f"{title} is expected in {root / stock.base_folder}/ with the files "
         f"{', '.join(expected_files(stock))}. Get the python version ({stock.filename}) from {CIFAR_PAGE} "
-        f"({stock.url}) and unpack it into {root}/, or set `download: true` for the data set in the suite "
-        f"to let torchvision fetch it."
+        f"({stock.url}) and unpack it into {root}/. " + data_root_hint(download)
     )
 
 
@@ -134,7 +135,8 @@ def _read(variant: Variant, root: str, download: bool) -> tuple[Any, Any, Path]:
             return stock(str(directory), train=True, download=True), stock(str(directory), train=False), directory
         except Exception as error:  # network, md5 mismatch, disk: all end the same way for the user
             raise DataError(
-                f"Could not download {title} into {directory}/: {error}. " + _layout_help(title, stock, directory)
+                f"Could not download {title} into {directory}/: {error}. "
+                + _layout_help(title, stock, directory, download=False)
             ) from error
     folder = directory / stock.base_folder
     missing = [name for name in expected_files(stock) if not (folder / name).is_file()]

@@ -33,17 +33,18 @@ from kdbench.data import DATASETS
 from kdbench.data.base import Augmentation, DataError, DatasetShape, Split
 from kdbench.data.grouping import NamedDataSource
 from kdbench.data.tinyimagenet import channel_statistics
+from kdbench.errors import data_root_hint
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 CLASS_NAMES = tuple(str(digit) for digit in range(10))
 MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 
 
-def _layout(raw: Path) -> str:
+def _layout(raw: Path, download: bool = True) -> str:
+    """Where the files go and how to get them (``download=False``: a download just failed; not suggested)."""
     return (
         f"MNIST is expected in {raw}/ as the files {', '.join(FILES)} (each may be gzipped, .gz). Download "
-        f"them from {MIRROR} (or http://yann.lecun.com/exdb/mnist/) into {raw}/, or set `download: true` "
-        "for the data set in the suite to let torchvision fetch them."
+        f"them from {MIRROR} (or http://yann.lecun.com/exdb/mnist/) into {raw}/. " + data_root_hint(download)
     )
 
 
@@ -63,7 +64,7 @@ def _read(root: Path, download: bool) -> tuple[Any, Any]:
         try:
             return MNIST(str(root), train=True, download=True), MNIST(str(root), train=False, download=True)
         except Exception as error:  # network, md5 mismatch, disk: the user needs the same advice
-            raise DataError(f"Could not download MNIST into {raw}/: {error}. " + _layout(raw)) from error
+            raise DataError(f"Could not download MNIST into {raw}/: {error}. " + _layout(raw, False)) from error
     missing = [name for name in FILES if not (raw / name).is_file() and not (raw / f"{name}.gz").is_file()]
     if missing:
         found = "the folder does not exist" if not raw.is_dir() else f"missing: {', '.join(missing)}"

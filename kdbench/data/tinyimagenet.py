@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 from kdbench.data import DATASETS
 from kdbench.data.base import Augmentation, DataError, DatasetShape, DataSource, Split
+from kdbench.errors import data_root_hint
 
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 FOLDER = "tiny-imagenet-200"
@@ -55,9 +56,10 @@ RELEASE_CLASSES, RELEASE_TRAIN_PER_CLASS, RELEASE_VAL_PER_CLASS = 200, 500, 50
 CACHE_FORMAT = 1  # bump when the cached content changes meaning
 LAYOUT = (
     f"expected layout: {FOLDER}/wnids.txt, {FOLDER}/train/<wnid>/images/*.JPEG, {FOLDER}/val/images/*.JPEG "
-    f"and {FOLDER}/val/val_annotations.txt. Download {URL} and unzip it into the data root "
-    "(or set `download: true` for the data set in the suite)"
+    f"and {FOLDER}/val/val_annotations.txt. Download {URL} and unzip it into the data root"
 )
+#: after LAYOUT where the tree was not found: where else it may be, and the download option
+NOT_FOUND_HINT = data_root_hint()
 
 
 @dataclass(frozen=True)
@@ -189,11 +191,13 @@ def scan(root: Path, download: bool = False) -> Listing:
         try:
             download_and_extract_archive(URL, download_root=str(root))
         except Exception as error:  # network or disk: the user needs the same advice either way
-            raise DataError(f"Could not download Tiny-ImageNet into {root}/: {error}; {LAYOUT}.") from error
+            message = f"Could not download Tiny-ImageNet into {root}/: {error}; {LAYOUT}. {data_root_hint(False)}"
+            raise DataError(message) from error
         directory = find_dataset_directory(root)
     if directory is None:
         raise DataError(
-            f"Tiny-ImageNet not found: neither {root / FOLDER / 'wnids.txt'} nor {root / 'wnids.txt'} exists; {LAYOUT}."
+            f"Tiny-ImageNet not found: neither {root / FOLDER / 'wnids.txt'} nor {root / 'wnids.txt'} exists; "
+            f"{LAYOUT}. {NOT_FOUND_HINT}"
         )
     wnids = _read_wnids(directory)
     listing = Listing(directory, wnids, _list_train(directory, wnids), _list_val(directory, wnids))

@@ -18,9 +18,6 @@ from kdbench.suite import RunSpec
 if TYPE_CHECKING:
     from kdbench.executors.slurm.submission import SubmitSummary
 
-#: the profile of ``--executor slurm`` without ``--profile``: the local test cluster's
-DEFAULT_PROFILE = "local"
-
 
 class SlurmExecutor(Executor):
     """Job arrays on a SLURM cluster through submitit; ``submit`` returns once the jobs are queued."""
@@ -32,8 +29,20 @@ class SlurmExecutor(Executor):
         self._profile(options)
 
     def _profile(self, options: RunOptions) -> Profile:
+        """The cluster profile ``--profile`` names; there is no default (the shipped ``local`` one is the test
+        cluster's: a real cluster's jobs would ask for the wrong partition and resources)."""
+        if not options.profile:
+            from kdbench.executors.profile import available_profiles, profile_search_paths
+
+            searched = ", ".join(str(directory) for directory in profile_search_paths())
+            raise ExecutorError(
+                "--executor slurm needs --profile: a profile name or a YAML path. Available: "
+                f"{', '.join(available_profiles()) or 'none'} (looked in {searched}; 'local' is the test cluster "
+                "of slurm/local-cluster.sh; for yours copy kdbench/executors/slurm/profiles/example-gpu.yaml "
+                "to slurm/<name>.yaml and edit it)"
+            )
         try:
-            return load_profile(options.profile or DEFAULT_PROFILE, options.profile_settings)
+            return load_profile(options.profile, options.profile_settings)
         except ValueError as error:
             raise ExecutorError(str(error)) from None
 

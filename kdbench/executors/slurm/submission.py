@@ -105,6 +105,15 @@ def submission_lock(root: Path, wait_s: float = 600.0) -> Iterator[None]:
             fcntl.lockf(handle.fileno(), fcntl.LOCK_UN)
 
 
+def _submission_files(store: ResultStore) -> set[Path]:
+    """The files submitit writes before sbatch answers (each job's pickle, the batch script), in the jobs
+    folder's top level; it moves them into the job's own folder only once sbatch gave a job id."""
+    folder = store.root.resolve() / "slurm" / "jobs"
+    if not folder.is_dir():
+        return set()
+    return {path for pattern in ("*.pkl", ".submission_file_*.sh") for path in folder.glob(pattern)}
+
+
 def array_executor(
     store: ResultStore, profile: Profile, dependency: str | None, pack_size: int = 1
 ) -> submitit.SlurmExecutor:
@@ -177,10 +186,13 @@ def _submit_arrays(
         run_dirs = [[str(store.write_spec(spec).resolve()) for spec in pack] for pack in chunk]
         # Every task of an array asks for the same resources: those of its largest pack.
         executor = array_executor(store, profile, dependency, pack_size=max(len(pack) for pack in chunk))
+        before = _submission_files(store)
         try:
             with executor.batch():
                 jobs = [executor.submit(job_for(dirs, device, data_root)) for dirs in run_dirs]
         except Exception as error:  # sbatch's message is the useful part (bad partition, account, ...)
+            for leftover in _submission_files(store) - before:  # the pickles of jobs that never existed
+                leftover.unlink(missing_ok=True)
             count = sum(len(pack) for pack in chunk)
             raise SlurmError(f"sbatch refused {count} run(s) with profile {profile.source}: {error}") from None
         for pack, job in zip(chunk, jobs, strict=True):
