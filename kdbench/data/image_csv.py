@@ -21,7 +21,9 @@ Normalisation (``normalisation``): ``imagenet`` (default: the ImageNet statistic
 pretrained backbone expects; the course project's MHIST code left it out, a flaw its write-up names),
 ``train`` (the train split's own per-channel statistics) or ``none`` (pixels / 255). Train
 augmentation (``augmentation``): a list naming ``flip`` (horizontal flip, p = 0.5) and/or
-``crop`` (random crop of the same size after zero padding ``image_size // 8``); none by default.
+``crop`` (random crop of the same size after zero padding ``image_size // 8``) or
+``random_resized_crop`` (torchvision's ``RandomResizedCrop`` to ``image_size``: scale 0.08-1, aspect
+3/4-4/3, the ImageNet training crop of pretrained backbones); none by default.
 
 Decoding thousands of PNGs takes a while, so the decoded uint8 tensors are cached once, atomically,
 as ``.kdbench-cache-<key>.pt`` in the data folder (or ``cache_dir``; ``~/.cache/kdbench`` when the
@@ -57,7 +59,7 @@ MHIST_PAGE = "https://bmirds.github.io/MHIST/"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's pretrained weights' preprocessing
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NORMALISATIONS = ("imagenet", "train", "none")
-AUGMENTATIONS = ("flip", "crop")
+AUGMENTATIONS = ("flip", "crop", "random_resized_crop")
 CACHE_FORMAT = 1  # bump when the cached content changes meaning
 
 
@@ -271,7 +273,9 @@ def image_csv(
         mean=mean,
         std=std,
         augmentation=Augmentation(
-            crop_padding=image_size // 8 if "crop" in chosen else 0, horizontal_flip="flip" in chosen
+            crop_padding=image_size // 8 if "crop" in chosen else 0,
+            horizontal_flip="flip" in chosen,
+            resized_crop_scale=(0.08, 1.0) if "random_resized_crop" in chosen else None,
         ),
         class_names=tuple(params["classes"]),
     )

@@ -110,7 +110,18 @@ class TorchvisionBatches:
         from torchvision import transforms  # imported here: seconds to import, and only this path needs it
 
         steps: list = [transforms.ToPILImage()]
-        self.augmented = augmentation is not None and (augmentation.crop_padding > 0 or augmentation.horizontal_flip)
+        self.augmented = augmentation is not None and (
+            augmentation.crop_padding > 0 or augmentation.horizontal_flip or augmentation.resized_crop_scale is not None
+        )
+        if augmentation is not None and augmentation.resized_crop_scale is not None:
+            steps.append(
+                transforms.RandomResizedCrop(
+                    tuple(split.images.shape[-2:]),
+                    scale=augmentation.resized_crop_scale,
+                    ratio=augmentation.resized_crop_ratio,
+                    interpolation=transforms.InterpolationMode.BILINEAR,
+                )
+            )
         if augmentation is not None and augmentation.crop_padding > 0:
             steps.append(transforms.RandomCrop(tuple(split.images.shape[-2:]), padding=augmentation.crop_padding))
         if augmentation is not None and augmentation.horizontal_flip:
