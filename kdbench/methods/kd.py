@@ -38,7 +38,9 @@ def kd_loss(
     """tau^2 * KL(softmax(z_T / tau) || softmax(z_S / tau)), batch mean (``mean``: also over classes)."""
     log_p_student = F.log_softmax(student_logits / temperature, dim=1)
     p_teacher = F.softmax(teacher_logits / temperature, dim=1)
-    return F.kl_div(log_p_student, p_teacher, reduction=reduction) * temperature**2
+    if reduction == "mean":  # spelled out: torch warns that its own 'mean' will come to mean 'batchmean'
+        return F.kl_div(log_p_student, p_teacher, reduction="sum") / student_logits.numel() * temperature**2
+    return F.kl_div(log_p_student, p_teacher, reduction="batchmean") * temperature**2
 
 
 @METHODS.register("kd", aliases=("KD", "hinton"))
