@@ -78,9 +78,15 @@ def results_root_problem(root: str | Path, *, writing: bool = True) -> str | Non
     if existing.exists() and not existing.is_dir():
         where = "it" if existing == root else f"{existing}, on its path,"
         return f"--results-dir {root}: {where} is a regular file, not a folder; name a folder (it is created)"
-    if writing and not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == root else f" ({existing} exists and the rest would be created in it)"
-        return f"--results-dir {root}: not writable by this user{where}; name a folder you can write to"
+    if writing:
+        try:  # a real write: permissions, a read-only mount and a full quota all answer here
+            fd, probe = tempfile.mkstemp(dir=existing, prefix=".kdbench-write-check.")
+        except OSError as error:
+            where = "" if existing == root else f" ({existing} exists and the rest would be created in it)"
+            reason = error.strerror or str(error)
+            return f"--results-dir {root}: cannot write there ({reason}){where}; name a folder you can write to"
+        os.close(fd)
+        os.unlink(probe)
     return None
 
 
