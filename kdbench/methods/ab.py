@@ -64,6 +64,8 @@ def _connector_problem(teacher: Sequence[StageInfo], student: Sequence[StageInfo
 class AB(DistillLoss):
     """Activation-boundary transfer in an init stage (see the module docstring)."""
 
+    needs_feature_maps = True  # reads stage outputs as C x H x W maps
+
     def __init__(
         self,
         teacher: StagedModel,
@@ -103,7 +105,7 @@ class AB(DistillLoss):
         return problems
 
     @classmethod
-    def not_applicable(
+    def pair_not_applicable(
         cls, teacher: Sequence[StageInfo], student: Sequence[StageInfo], params: dict[str, Any]
     ) -> str | None:
         return _connector_problem(teacher, student, params.get("input_size", cls.parameter_defaults()["input_size"]))

@@ -39,6 +39,8 @@ def attention_loss(student_map: torch.Tensor, teacher_map: torch.Tensor, p: floa
 class AT(DistillLoss):
     """Attention transfer on every stage output (see the module docstring)."""
 
+    needs_feature_maps = True  # reads stage outputs as C x H x W maps
+
     def __init__(self, teacher: StagedModel, student: StagedModel, *, weight: float = 1000.0, p: float = 2.0):
         super().__init__(teacher, student, weight=weight)
         self.p = p

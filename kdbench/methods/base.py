@@ -67,6 +67,9 @@ class DistillLoss(nn.Module):
     default_ce_weight: ClassVar[float] = 1.0
     #: whether the teacher's forward pass on the images is needed
     needs_teacher: ClassVar[bool] = True
+    #: whether the method reads stage outputs as C x H x W feature maps (it then does not apply to a
+    #: network whose stages are vectors, such as the course project's fully connected student)
+    needs_feature_maps: ClassVar[bool] = False
     #: whether ``forward`` takes ``indices=`` (each image's index in the training set; CRD's memory)
     needs_indices: ClassVar[bool] = False
     #: facts of the training set the constructor takes as keywords (``create_distiller(data_facts=...)``
@@ -111,6 +114,24 @@ class DistillLoss(nn.Module):
     # A method that cannot apply to a pair says so at plan time (the report prints NA).
     @classmethod
     def not_applicable(cls, teacher: Sequence[StageInfo], student: Sequence[StageInfo], params: dict) -> str | None:
+        """Why the method does not apply to this pair (None: it does): its declared need for feature maps
+        first, then the method's own rule (``pair_not_applicable``)."""
+        if cls.needs_feature_maps:
+            flat = [
+                side for side, info in (("teacher", teacher), ("student", student)) if not all(s.spatial for s in info)
+            ]
+            if flat:
+                return (
+                    f"{cls.__name__} distils stage feature maps, and the {' and '.join(flat)}'s stages are "
+                    "vectors (a fully connected network)"
+                )
+        return cls.pair_not_applicable(teacher, student, params)
+
+    @classmethod
+    def pair_not_applicable(
+        cls, teacher: Sequence[StageInfo], student: Sequence[StageInfo], params: dict
+    ) -> str | None:
+        """A method's own rule for pairs it cannot distil (channels that must match, stages it needs)."""
         return None
 
     @classmethod

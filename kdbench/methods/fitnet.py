@@ -49,6 +49,8 @@ def _hint_problem(
 class FitNet(DistillLoss):
     """Hint loss on one intermediate map through a trainable regressor (see the module docstring)."""
 
+    needs_feature_maps = True  # reads stage outputs as C x H x W maps
+
     def __init__(
         self,
         teacher: StagedModel,
@@ -90,7 +92,7 @@ class FitNet(DistillLoss):
         return problems
 
     @classmethod
-    def not_applicable(
+    def pair_not_applicable(
         cls, teacher: Sequence[StageInfo], student: Sequence[StageInfo], params: dict[str, Any]
     ) -> str | None:
         defaults = cls.parameter_defaults()

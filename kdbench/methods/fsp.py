@@ -58,6 +58,8 @@ def fsp_loss(student_maps: Sequence[torch.Tensor], teacher_maps: Sequence[torch.
 class FSP(DistillLoss):
     """Flow-of-solution-procedure matrices, trained in an init stage (see the module docstring)."""
 
+    needs_feature_maps = True  # reads stage outputs as C x H x W maps
+
     def __init__(
         self,
         teacher: StagedModel,
@@ -85,7 +87,7 @@ class FSP(DistillLoss):
         return []
 
     @classmethod
-    def not_applicable(
+    def pair_not_applicable(
         cls, teacher: Sequence[StageInfo], student: Sequence[StageInfo], params: dict[str, Any]
     ) -> str | None:
         teacher_channels = [info.channels for info in teacher]

@@ -96,6 +96,8 @@ def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor) -> t
 class FT(DistillLoss):
     """Factor transfer through a paraphraser pre-trained on the teacher (see the module docstring)."""
 
+    needs_feature_maps = True  # reads stage outputs as C x H x W maps
+
     def __init__(
         self,
         teacher: StagedModel,

@@ -116,6 +116,8 @@ def kdsvd_loss(
 class KDSVD(DistillLoss):
     """Singular-vector RBF relations between consecutive stages (see the module docstring)."""
 
+    needs_feature_maps = True  # reads stage outputs as C x H x W maps
+
     def __init__(self, teacher: StagedModel, student: StagedModel, *, weight: float = 1.0):
         super().__init__(teacher, student, weight=weight)
         reason = self.not_applicable(self.teacher.feature_info, student.feature_info, {})
@@ -123,7 +125,7 @@ class KDSVD(DistillLoss):
             raise ValueError(reason)
 
     @classmethod
-    def not_applicable(
+    def pair_not_applicable(
         cls, teacher: Sequence[StageInfo], student: Sequence[StageInfo], params: dict[str, Any]
     ) -> str | None:
         teacher_channels = [info.channels for info in teacher[1:]]

@@ -31,6 +31,8 @@ from kdbench.models.base import StagedModel
 class MFitNet(StageHints):
     """Hints at every stage output from the image side (see the module docstring)."""
 
+    needs_feature_maps = True  # reads stage outputs as C x H x W maps
+
     loss_name = "mfitnet"
 
     def __init__(

@@ -44,6 +44,8 @@ def nst_loss(student_map: torch.Tensor, teacher_map: torch.Tensor) -> torch.Tens
 class NST(DistillLoss):
     """Neuron selectivity transfer on every stage output (see the module docstring)."""
 
+    needs_feature_maps = True  # reads stage outputs as C x H x W maps
+
     def __init__(self, teacher: StagedModel, student: StagedModel, *, weight: float = 50.0):
         super().__init__(teacher, student, weight=weight)
 

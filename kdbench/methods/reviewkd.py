@@ -104,6 +104,8 @@ def _level_problem(teacher: Sequence[StageInfo], student: Sequence[StageInfo]) -
 class ReviewKD(DistillLoss):
     """Knowledge review through attention-based fusion (see the module docstring)."""
 
+    needs_feature_maps = True  # reads stage outputs as C x H x W maps
+
     def __init__(self, teacher: StagedModel, student: StagedModel, *, weight: float = 1.0, warmup_epochs: int = 20):
         super().__init__(teacher, student, weight=weight)
         problems = nonnegative_warmup("reviewkd", dict(warmup_epochs=warmup_epochs))
@@ -128,7 +130,7 @@ class ReviewKD(DistillLoss):
         return nonnegative_warmup("reviewkd", params)
 
     @classmethod
-    def not_applicable(
+    def pair_not_applicable(
         cls, teacher: Sequence[StageInfo], student: Sequence[StageInfo], params: dict[str, Any]
     ) -> str | None:
         return _level_problem(teacher, student)

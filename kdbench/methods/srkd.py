@@ -161,7 +161,7 @@ class StageHints(DistillLoss):
         return problems
 
     @classmethod
-    def not_applicable(
+    def pair_not_applicable(
         cls, teacher: Sequence[StageInfo], student: Sequence[StageInfo], params: dict[str, Any]
     ) -> str | None:
         problem = _stage_pair_problem(teacher, student, cls.loss_name)
@@ -209,6 +209,8 @@ class StageHints(DistillLoss):
 @METHODS.register("srkd", aliases=("SRKD", "stage_reset", "stage-reset"))
 class SRKD(StageHints):
     """Stage reset KD (see the module docstring)."""
+
+    needs_feature_maps = True  # reads stage outputs as C x H x W maps
 
     def __init__(
         self,

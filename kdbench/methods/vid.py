@@ -67,6 +67,8 @@ class VIDRegressor(nn.Module):
 class VID(DistillLoss):
     """Variational information distillation on every stage output (see the module docstring)."""
 
+    needs_feature_maps = True  # reads stage outputs as C x H x W maps
+
     def __init__(
         self,
         teacher: StagedModel,

@@ -16,10 +16,12 @@ from torch import nn
 
 @dataclass(frozen=True)
 class StageInfo:
-    """Channels and total stride (w.r.t. the input image) of one feature map."""
+    """Channels and total stride (w.r.t. the input image) of one stage output; ``spatial``: whether it is
+    a C x H x W feature map (False: a vector of ``channels`` features, as in a fully connected network)."""
 
     channels: int
     stride: int
+    spatial: bool = True
 
 
 @dataclass

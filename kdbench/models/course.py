@@ -119,7 +119,8 @@ class CourseMLP(StagedModel):
         self.pool = nn.Identity()
         self.classifier = nn.Linear(hidden, num_classes)
         self.embedding_dim = hidden
-        self.feature_info = [StageInfo(inputs, 1), StageInfo(hidden, 1), StageInfo(hidden, 1)]
+        self.feature_info = [StageInfo(inputs, 1, spatial=False), StageInfo(hidden, 1, spatial=False)]
+        self.feature_info.append(StageInfo(hidden, 1, spatial=False))
         glorot_init(self)
 
     def feature_sizes(self, image_size: int) -> list[int]:
