@@ -46,6 +46,37 @@ def teacher_file_problems(runs: Sequence[RunSpec], c: Collector) -> None:
             c.add(where, f"{error}{hint}")
 
 
+def weights_problems(runs: Sequence[RunSpec], c: Collector) -> None:
+    """Every local weights file a model option names (``models: {tv_resnet50: {weights: PATH}}``) exists,
+    loads and fits the model. torchvision's named weights (``imagenet``) are fetched by torchvision when
+    training starts (or read from its cache), so they are not fetched here."""
+    from pathlib import Path
+
+    from kdbench.data import dataset_shape
+    from kdbench.models import create_model
+
+    checked: set[tuple[str, str, int]] = set()
+    for spec in runs:
+        if spec.not_applicable:
+            continue
+        shape = dataset_shape(spec.dataset)
+        for name, options in (spec.models or {}).items():
+            weights = options.get("weights")
+            if not isinstance(weights, str) or not ("/" in weights or Path(weights).suffix):
+                continue  # none, or one of torchvision's names
+            key = (name, weights, shape.num_classes)
+            if key in checked:
+                continue
+            checked.add(key)
+            if not Path(weights).expanduser().is_file():
+                c.add(f"models.{name}.weights", f"no such file: {weights}")
+                continue
+            try:
+                create_model(name, shape.num_classes, shape.image_shape, **options)
+            except (ValueError, OSError) as error:  # WeightsError is a ValueError: it names the file
+                c.add(f"models.{name}.weights", str(error))
+
+
 def device_problems(device: str | None, runs: Sequence[RunSpec], c: Collector) -> None:
     """The local device exists, and what the runs ask of it is what it will do."""
     import torch
@@ -82,6 +113,7 @@ def check_before_training(
     check this machine's device."""
     c = Collector()
     teacher_file_problems(runs, c)
+    weights_problems(runs, c)
     if local:
         device_problems(device, runs, c)
     c.raise_if_any(f"{source} (checked before training)")

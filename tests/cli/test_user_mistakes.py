@@ -158,12 +158,25 @@ RUN_CASES = [
         {"teachers": {"resnet8": {"checkpoint": "ARCH"}}}, [], [], "does not fit", id="teacher-file-other-architecture"
     ),
     pytest.param(
+        {"pairs": [["resnet8", "tv_mobilenet_v2"]], "models": {"tv_mobilenet_v2": {"weights": "/nonexistent/w.pth"}}},
+        [],
+        [],
+        "models.tv_mobilenet_v2.weights: no such file: /nonexistent/w.pth",
+        id="backbone-weights-file-missing",
+    ),
+    pytest.param(
         {"teachers": {"resnet8": {"checkpoint": "CLASSES"}}},
         [],
         [],
         "the file has 100 classes",
         id="teacher-file-other-class-count",
     ),
+    # the results root: a regular file on its path (TMP: the test's folder, holding a file named a-file)
+    pytest.param({}, [], ["--results-dir", "TMP/a-file"], "is a regular file, not a", id="results-dir-is-a-file"),
+    pytest.param(
+        {}, [], ["--results-dir", "TMP/a-file/results"], "TMP/a-file, on its path,", id="results-dir-under-a-file"
+    ),
+    pytest.param({}, [], ["--executor", "slurm"], "--executor slurm needs --profile", id="slurm-without-profile"),
 ]
 
 
@@ -178,8 +191,10 @@ def test_run_refuses_before_creating_any_run_directory(
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(tiny_suite(**suite)))
     results = tmp_path / "results"
+    (tmp_path / "a-file").write_text("")
+    options = [option.replace("TMP", str(tmp_path)) for option in options]
     code = main(["run", str(path), *overrides, "--results-dir", str(results), "--quiet", "--workers", "1", *options])
     err = capsys.readouterr().err
     assert code == 2, err
-    assert expected in err and "Traceback" not in err
+    assert expected.replace("TMP", str(tmp_path)) in err and "Traceback" not in err
     assert not (results / "runs").exists(), "a run directory was created before the check"
