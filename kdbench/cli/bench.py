@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 from kdbench.bench.settings import DEFAULT_METHODS
 from kdbench.cli.common import UserError, add_command
 from kdbench.suite import COMPILE_MODES, PRECISIONS
+from kdbench.validation import Problem, ValidationError
 
 if TYPE_CHECKING:
     from kdbench.bench.settings import BenchSettings
@@ -148,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
     if args.packing_repeats < 1:
         problems.append(f"--packing-repeats must be a positive integer, got {args.packing_repeats}")
     if problems:
-        raise UserError("\n  ".join(problems))
+        # the one validation mechanism: every problem at once, each under the option it is about
+        raise ValidationError("kdbench bench", [_as_problem(text) for text in problems])
     methods = args.methods.split(",") if args.methods else ([] if args.suite else list(DEFAULT_METHODS))
     methods = [m.strip() for m in methods if m.strip()]
     result: dict = {}
@@ -202,6 +205,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _as_problem(text: str) -> Problem:
+    """'--batch-size must be ...' as Problem('--batch-size', 'must be ...'); other messages name their option."""
+    option = re.match(r"(--[a-z-]+):? (.*)", text)
+    if option:
+        return Problem(option[1], option[2])
+    named = re.search(r"--[a-z-]+", text)
+    return Problem(named[0] if named else "", text)
+
+
 def _packing_counts(text: str, problems: list[str]) -> list[int]:
     try:
         counts = sorted({int(part) for part in text.split(",") if part.strip()})
@@ -242,7 +254,8 @@ def _gpu_check(args: argparse.Namespace) -> int:
     if not (device == "cpu" or device.startswith("cuda")):
         problems.append(f"--device for --gpu-check: cpu or cuda[:N], got {device!r}")
     if problems:
-        raise UserError("\n  ".join(problems))
+        # the one validation mechanism: every problem at once, each under the option it is about
+        raise ValidationError("kdbench bench", [_as_problem(text) for text in problems])
     build = CheckPlan.rehearsal if args.tiny else CheckPlan.full
     plan = build(device) if args.budget_s is None else build(device, args.budget_s)
     report = run_gpu_check(plan, Path(args.out), echo=lambda line: print(line, flush=True))

@@ -81,8 +81,8 @@ def test_cli_writes_every_key_and_a_positive_suite_projection(write_suite, tmp_p
     [
         (["--methods", "vanila,kd"], "Unknown method 'vanila'. Did you mean 'vanilla'?"),
         (["--methods", "kd", "--student", "resnet21"], "Unknown model 'resnet21'. Did you mean"),
-        (["--methods", "kd", "--precision", "bf16", "--device", "cpu"], "--precision bf16 needs a CUDA device"),
-        (["--methods", "kd", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+        (["--methods", "kd", "--precision", "bf16", "--device", "cpu"], "--precision: bf16 needs a CUDA device"),
+        (["--methods", "kd", "--batch-size", "0"], "--batch-size: must be a positive integer, got 0"),
         (["--methods", "kd", "seeds=[0]"], "apply to a --suite file"),
         (["--suite", "no/such/suite.yaml"], "--suite: file not found: no/such/suite.yaml"),
     ],
@@ -129,9 +129,9 @@ def test_packing_measures_every_count_and_projects_the_suite(write_suite, tmp_pa
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--packing", "0,2"], "--packing must be a comma-separated list of positive integers"),
-        (["--packing", "two"], "--packing must be a comma-separated list of positive integers"),
-        (["--packing", "1", "--packing-repeats", "0"], "--packing-repeats must be a positive integer"),
+        (["--packing", "0,2"], "--packing: must be a comma-separated list of positive integers"),
+        (["--packing", "two"], "--packing: must be a comma-separated list of positive integers"),
+        (["--packing", "1", "--packing-repeats", "0"], "--packing-repeats: must be a positive integer"),
         (["--packing", "1", "--packing-method", "kdd"], "Unknown method 'kdd'. Did you mean 'kd'?"),
         (["--compile", "reduce"], "Unknown --compile mode 'reduce'. Did you mean 'reduce-overhead'?"),
     ],
