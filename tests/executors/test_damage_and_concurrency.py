@@ -338,3 +338,125 @@ def _suite_file(tmp_path: Path) -> Path:
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(tiny_suite()))
     return path
+
+
+def test_a_read_only_results_root_is_refused_before_training_and_still_readable(
+    write_suite, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import os
+    import tempfile
+
+    import kdbench.results.store as store_module
+
+    suite = write_suite(tiny_suite())
+    root = tmp_path / "read-only"
+    root.mkdir()
+    root.chmod(0o555)
+    if os.geteuid() == 0:  # root writes through permissions: refuse writes as a read-only mount would
+        real = tempfile.mkstemp
+
+        def read_only(*args, dir=None, **kwargs):
+            if dir is not None and Path(dir) == root:
+                raise OSError(errno.EROFS, "Read-only file system")
+            return real(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(store_module.tempfile, "mkstemp", read_only)
+    assert run_cli(str(suite), "--results-dir", str(root)) == 2
+    err = no_traceback(capsys.readouterr())
+    assert f"--results-dir {root}: cannot write there (" in err and "name a folder you can write to" in err
+    assert main(["status", str(suite), "--results-dir", str(root)]) == 0  # reading needs no write
+    assert "3 pending" in no_traceback(capsys.readouterr())
+
+
+SLOW_ENOUGH = {"schedule": {"epochs": 6, "batch_size": 16, "lr": 0.05, "milestones": [4], "lr_decay": 0.1}}
+
+
+def _start(suite: Path, root: Path, workers: int):
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "kdbench", "run", str(suite), "--results-dir", str(root), "--quiet"]
+    environment = {**os.environ, "KDBENCH_CPU_THREADS": "1"}
+    return subprocess.Popen(
+        [*command, "--workers", str(workers), "--no-report"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        start_new_session=True,  # its own process group: a terminal's Ctrl-C reaches every process of it
+    )
+
+
+def _wait_for_an_epoch(root: Path, process, limit_s: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if any(path.stat().st_size for path in root.glob("runs/*/metrics.jsonl")):
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    raise AssertionError("no epoch finished in time")
+
+
+@pytest.mark.parametrize(
+    ("how", "workers", "said", "resume"),
+    [
+        pytest.param(
+            "ctrl-c to the process group",
+            2,
+            "interrupted: finished epochs are checkpointed",
+            True,
+            marks=pytest.mark.slow,  # ~25 s: two suites trained, one of them interrupted and resumed
+        ),
+        ("sigterm to kdbench", 2, "terminated (SIGTERM): finished epochs are checkpointed", False),
+        ("kill -INT of kdbench", 1, "interrupted: finished epochs are checkpointed", False),
+    ],
+)
+def test_a_signal_stops_at_once_says_how_to_resume_and_the_resumed_suite_is_identical(
+    write_suite, tmp_path: Path, how: str, workers: int, said: str, resume: bool
+) -> None:
+    """Ctrl-C (every process of the group), SIGTERM or SIGINT to kdbench alone: exit 130 within seconds
+    (runs in flight are not waited for), no traceback from any process, the command to resume; the
+    resumed suite's numbers and weights are those of a suite never interrupted (checked once: resuming
+    is the same whichever signal stopped it)."""
+    import os
+    import signal
+    import time
+
+    from kdbench.executors.local import run_local
+
+    suite = write_suite(tiny_suite(**SLOW_ENOUGH))
+    root = tmp_path / "results"
+    process = _start(suite, root, workers)
+    try:
+        _wait_for_an_epoch(root, process)
+        sent = time.monotonic()
+        if how.startswith("ctrl-c"):
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            os.kill(process.pid, signal.SIGTERM if how.startswith("sigterm") else signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, err
+    assert "Traceback" not in out + err and said in err
+    assert f"to resume, run the same command: kdbench run {suite}" in err
+    assert took < 5.0, f"took {took:.1f} s to stop"
+    store = ResultStore(root)
+    runs = plan(load_suite(suite)).runs
+    assert any(store.status(spec.run_id) != RunStatus.DONE for spec in runs), "it finished before the signal"
+    if not resume:
+        return
+    again = _start(suite, root, workers)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    reference = ResultStore(tmp_path / "reference")
+    run_local(runs, reference, progress=False, log=lambda line: None)
+    for spec in runs:
+        assert numbers(store, spec.run_id) == numbers(reference, spec.run_id), spec.method
+        mine, theirs = (torch.load(s.run_dir(spec.run_id) / "model.pt")["model"] for s in (store, reference))
+        assert all(torch.equal(mine[key], theirs[key]) for key in theirs)
