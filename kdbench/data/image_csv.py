@@ -52,6 +52,7 @@ from kdbench.data.base import Augmentation, DataError, DatasetShape, Split
 from kdbench.data.digits import stratified_split
 from kdbench.data.grouping import NamedDataSource
 from kdbench.data.tinyimagenet import channel_statistics
+from kdbench.errors import data_root_hint
 from kdbench.results.store import atomic_write_bytes
 
 MHIST_CLASSES = ("HP", "SSA")
@@ -101,7 +102,8 @@ def _read_rows(annotations: Path) -> list[dict[str, str]]:
         raise DataError(
             f"image_csv: {annotations} not found. Expected a folder with the images and a CSV of labels; for "
             f"MHIST, get images.zip and annotations.csv from {MHIST_PAGE}, unzip images.zip beside "
-            f"annotations.csv (giving {annotations.parent / 'images'}/), and point `folder` at it."
+            f"annotations.csv (giving {annotations.parent / 'images'}/), and point `folder` (relative to the data "
+            "root) at it. " + data_root_hint(download=False)
         )
     try:
         with open(annotations, newline="", encoding="utf-8-sig") as file:

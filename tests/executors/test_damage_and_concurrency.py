@@ -300,6 +300,17 @@ def test_a_failed_download_does_not_suggest_download_again_and_names_the_data_ro
     assert "download: true" in str(missing.value) and "--data-root DIR" in str(missing.value)
 
 
+def test_an_image_folder_not_found_names_the_data_root(tmp_path: Path) -> None:
+    from kdbench.data import load_dataset
+    from kdbench.errors import DataError
+
+    with pytest.raises(DataError) as missing:
+        load_dataset("image_csv", root=str(tmp_path))
+    message = str(missing.value)
+    assert "not found" in message and "--data-root DIR" in message and "$KDBENCH_DATA" in message
+    assert "download: true" not in message  # image_csv has no download
+
+
 def test_a_refused_submission_leaves_no_pickle(tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip("submitit")
     import contextlib
