@@ -138,3 +138,28 @@ def test_head_subclasses_reads_a_runs_terms() -> None:
     assert head_subclasses((("subclass_teacher", {"subclasses": 5, "weight": 1.0}),)) == 5
     assert head_subclasses((("subclass", {"subclasses": 3}),)) == 3
     assert head_subclasses((("kd", {"temperature": 4.0}),)) is None
+
+
+def test_the_binary_digits_suite_trains_teacher_subclass_kd_and_scratch_through_kdbench_run(tmp_path, capsys) -> None:
+    from pathlib import Path
+
+    from kdbench.cli import main
+    from kdbench.results.store import ResultStore
+    from kdbench.suite import load_suite, plan
+
+    suite = Path(__file__).resolve().parents[2] / "suites" / "subclass-mnist-binary-digits.yaml"
+    overrides = ["schedule.epochs=1", "seeds=[0]", "schedule.batch_size=128"]
+    code = main(["run", str(suite), "--results-dir", str(tmp_path), "--quiet", *overrides])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    runs = plan(load_suite(suite, overrides)).runs
+    store = ResultStore(tmp_path)
+    teacher = next(spec for spec in runs if spec.kind == "teacher")
+    weights = torch.load(store.run_dir(teacher.run_id) / "model.pt", weights_only=False)["model"]
+    assert weights["classifier.1.weight"].shape[0] == 2 * 5  # the teacher's subclass head: 2 classes x 5
+    for spec in runs:
+        result = store.result(spec.run_id)
+        assert result is not None and 0 <= result["top1_last"] <= 100
+        # every metric on the class logits: 2 classes, whatever the head
+        assert len(result["confusion_last"]) == 2 and len(result["per_class_f1_last"]) == 2
+    assert "Subclass distillation's ordering Teacher > Subclass > KD > Vanilla" in out
