@@ -26,7 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 
 from kdbench.executors.base import Executor, ExecutorError, Log, RunOptions
-from kdbench.executors.training import TrainingOutcome, die_with_parent, train_under_lock
+from kdbench.executors.training import TrainingOutcome, die_with_parent, failure_is_gone, train_under_lock
 from kdbench.lifecycle import RunState, RunStatus, describe_run, distinct_applicable
 from kdbench.results.store import DONE, FAILED, RUNNING, ResultStore, ResultsUnwritable
 from kdbench.suite import RunSpec
@@ -272,25 +272,6 @@ def run_local(
         bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def failure_is_gone(spec: RunSpec, store: ResultStore) -> bool:
-    """A run that failed loading its teacher whose teacher now loads: its teacher file passes the check
-    ``kdbench run`` makes before training (``kdbench.preflight``), or its teacher run is done. Such a run
-    is trained again without ``--retry-failed`` (and the summary says so)."""
-    failure = store.failure(spec.run_id) or {}
-    if failure.get("stage") != "teacher" or spec.teacher is None:
-        return False
-    if spec.teacher_run is not None:
-        return store.status(spec.teacher_run) == DONE
-    if spec.teacher_checkpoint is None:
-        return False
-    from kdbench.preflight import teacher_file_problems
-    from kdbench.validation import Collector
-
-    problems = Collector()
-    teacher_file_problems([spec], problems)
-    return not problems.problems
 
 
 def local_worker(parent_pid: int) -> None:

@@ -29,6 +29,7 @@ from kdbench.results.store import (
     is_unwritable,
     write_failure,
 )
+from kdbench.suite import RunSpec
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,25 @@ def _loads(path: Path) -> bool:
     except Exception:  # torch raises several kinds for a damaged file
         return False
     return True
+
+
+def failure_is_gone(spec: RunSpec, store: ResultStore) -> bool:
+    """A run that failed loading its teacher whose teacher now loads: its teacher file passes the check
+    ``kdbench run`` makes before training (``kdbench.preflight``), or its teacher run is done. Such a run
+    is trained again without ``--retry-failed`` (and the summary says so)."""
+    failure = store.failure(spec.run_id) or {}
+    if failure.get("stage") != "teacher" or spec.teacher is None:
+        return False
+    if spec.teacher_run is not None:
+        return store.status(spec.teacher_run) == RunStatus.DONE
+    if spec.teacher_checkpoint is None:
+        return False
+    from kdbench.preflight import teacher_file_problems
+    from kdbench.validation import Collector
+
+    problems = Collector()
+    teacher_file_problems([spec], problems)
+    return not problems.problems
 
 
 def die_with_parent(parent_pid: int) -> None:

@@ -33,6 +33,7 @@ from kdbench.executors.slurm.commands import SlurmError, scancel
 from kdbench.executors.slurm.jobs import PackedTrainJob, TrainJob
 from kdbench.executors.slurm.records import read_record, write_record
 from kdbench.executors.slurm.states import is_queued, suite_states
+from kdbench.executors.training import failure_is_gone
 from kdbench.lifecycle import RunState, RunStatus, blocked_reason, distinct_applicable
 from kdbench.results.store import ResultStore
 from kdbench.suite import RunSpec
@@ -51,6 +52,8 @@ class SubmitSummary:
     failed: dict[str, str] = field(default_factory=dict)
     blocked: dict[str, str] = field(default_factory=dict)
     not_applicable: list[str] = field(default_factory=list)
+    #: failed earlier loading a teacher that now loads (``failure_is_gone``): submitted again
+    retried: list[str] = field(default_factory=list)
     #: (array job id, number of runs, dependency or None, number of array tasks); an array of one task is a
     #: plain job; with ``runs_per_job`` > 1 a task trains a pack of runs
     arrays: list[tuple[str, int, str | None, int]] = field(default_factory=list)
@@ -75,6 +78,11 @@ class SubmitSummary:
             lines.append(f"  {RunStatus.FAILED:<8} {run_id}: {reason}  (--retry-failed submits it again)")
         for run_id, reason in self.blocked.items():
             lines.append(f"  {RunStatus.BLOCKED:<8} {run_id}: {reason}")
+        if self.retried:
+            lines.append(
+                f"  {len(self.retried)} run(s) that had failed loading their teacher were submitted again: "
+                "the teacher file now passes its check"
+            )
         return "\n".join(lines)
 
     @property
@@ -231,9 +239,11 @@ def submit_suite(
                 summary.already_done.append(spec.run_id)
             elif is_queued(state):
                 summary.already_queued[spec.run_id] = state.job_id or "(trained outside SLURM)"
-            elif state.status == RunStatus.FAILED and not retry_failed:
+            elif state.status == RunStatus.FAILED and not retry_failed and not failure_is_gone(spec, store):
                 summary.failed[spec.run_id] = state.detail
             else:
+                if state.status == RunStatus.FAILED and not retry_failed:
+                    summary.retried.append(spec.run_id)
                 candidates.append(spec)
 
         teachers = [spec for spec in candidates if spec.kind == "teacher"]
