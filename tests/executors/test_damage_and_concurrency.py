@@ -471,3 +471,25 @@ def test_a_signal_stops_at_once_says_how_to_resume_and_the_resumed_suite_is_iden
         assert numbers(store, spec.run_id) == numbers(reference, spec.run_id), spec.method
         mine, theirs = (torch.load(s.run_dir(spec.run_id) / "model.pt")["model"] for s in (store, reference))
         assert all(torch.equal(mine[key], theirs[key]) for key in theirs)
+
+
+def test_two_runs_of_one_suite_at_once_train_each_run_once_and_block_nothing(write_suite, tmp_path: Path) -> None:
+    """Two `kdbench run --workers 1` of one suite started together: between them every run is trained
+    exactly once, neither rewrites the other's runs or calls its students blocked, both exit 0, and one
+    that left runs to the other says to run it again later."""
+    import re
+
+    suite = write_suite(tiny_suite(**SLOW_ENOUGH))
+    root = tmp_path / "results"
+    processes = [_start(suite, root, workers=1) for _ in range(2)]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    for process, (out, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err
+        assert "Traceback" not in out + err and "blocked " not in out.replace("0 blocked", "")
+    trained = [int(re.search(r"(\d+) trained", out).group(1)) for out, _ in outputs]
+    assert sum(trained) == 3, [out for out, _ in outputs]
+    for out, _ in outputs:
+        if "running elsewhere" in out and not re.search(r"0 running elsewhere", out):
+            assert "run this command again later to pick up the rest" in out
+    store = ResultStore(root)
+    assert all(store.status(spec.run_id) == RunStatus.DONE for spec in plan(load_suite(suite)).runs)
