@@ -172,6 +172,8 @@ def _rebuild_teacher_model(store: ResultStore, run_id: str, *, device: str | Non
     from kdbench.train import train_run
 
     with store.lock(teacher_run):
+        if _loads(model):  # rebuilt by another process between our look and the lock
+            return None
         os.replace(model, model.with_name("model.damaged.pt"))
         train_run(store.run_dir(teacher_run), device=device, data_root=data_root)
     return f"teacher run {teacher_run}: {model} did not load; rebuilt from its checkpoint (old file: model.damaged.pt)"
