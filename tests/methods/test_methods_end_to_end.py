@@ -17,7 +17,7 @@ from kdbench.suite import load_suite, plan
 from kdbench.train import make_optimizer, training_step
 from tests.conftest import tiny_suite
 
-SUITES = Path(__file__).parent.parent / "suites"
+SUITES = Path(__file__).resolve().parents[2] / "suites"
 # Every epoch-count parameter set to 1 so two-stage methods (FSP) run both their stages quickly.
 SHORT = {"init_epochs": 1}
 

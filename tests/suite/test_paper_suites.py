@@ -9,7 +9,7 @@ import pytest
 from kdbench.results.paper import get_table, label_key, model_key
 from kdbench.suite import load_suite, plan
 
-SUITES = Path(__file__).resolve().parents[1] / "suites"
+SUITES = Path(__file__).resolve().parents[2] / "suites"
 
 # Expected counts, by hand from the paper (3 seeds everywhere, one run per teacher):
 # - entries: what plan() lists, one per (report cell, seed) plus the teachers;

@@ -84,7 +84,7 @@ def test_help_lists_the_commands(capsys) -> None:
 
 
 def test_smoke_suite_validates_and_plans(capsys) -> None:
-    smoke = Path(__file__).parent.parent / "suites" / "smoke.yaml"
+    smoke = Path(__file__).resolve().parents[2] / "suites" / "smoke.yaml"
     assert main(["plan", str(smoke), "--results-dir", "/nonexistent-results"]) == 0
     assert "7 runs (1 teacher, 6 students): 0 done, 7 to train" in capsys.readouterr().out
 
