@@ -47,6 +47,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 #: the checkpoint before the newest: kept until the newest is written whole, the fallback when it is damaged
 PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
 METRICS_FILE = "metrics.jsonl"
+#: the files only the process holding a run's lock writes
+TRAINED_FILES = (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE, "model.pt", "selected.pt")
 #: errors of a store that cannot take a write: the suite stops (every later run would fail the same way)
 UNWRITABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
@@ -239,10 +241,14 @@ class ResultStore:
         return None
 
     def remove_stale_temporaries(self, run_id: str) -> None:
-        """Delete the temporary files of writes a killed process never finished (call it holding the lock)."""
-        for leftover in self.run_dir(run_id).glob(".*.tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
+        """Delete the temporary files of writes a killed trainer never finished (call it holding the lock).
+
+        Only of the files written under the lock: spec.yaml, failed.json and an executor's record may be
+        written by another process right now, without it."""
+        for name in TRAINED_FILES:
+            for leftover in self.run_dir(run_id).glob(f".{name}.*tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
 
     def failure(self, run_id: str) -> dict | None:
         """The run's failed.json (see ``write_failure``), or None; a damaged one reads as a failure that says so."""
