@@ -452,7 +452,7 @@ def _train(
         "init_epochs": init_epochs,
         "wall_time_s": sum(m["seconds"] for m in metrics),
         "student_params": count_parameters(student),
-        "student_flops": count_flops(spec.student, data.num_classes, data.image_shape),
+        "student_flops": count_flops(spec.student, data.num_classes, data.image_shape, spec.models.get(spec.student)),
         "teacher_top1": teacher_info.get("teacher_top1"),
         "teacher_weights": teacher_info.get("teacher_weights"),
         "teacher_sha256": teacher_info.get("teacher_sha256"),

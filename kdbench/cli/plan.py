@@ -95,15 +95,18 @@ def models_table(runs) -> str:
     if not runs:
         return ""
     num_classes, image_shape = dataset_shape(runs[0].dataset)
-    names = []
+    names: list[str] = []
+    options: dict[str, dict] = {}
     for r in runs:
         for name in (r.pair_teacher or r.teacher, r.student):
             if name and name not in names:
                 names.append(name)
+        for name, given in (r.models or {}).items():
+            options.setdefault(name, given)  # a family's own options change its size (first_pool_stride)
     rows = []
     for name in names:
-        params = count_model_parameters(name, num_classes, image_shape)
-        flops = count_flops(name, num_classes, image_shape)
+        params = count_model_parameters(name, num_classes, image_shape, options.get(name))
+        flops = count_flops(name, num_classes, image_shape, options.get(name))
         rows.append([name, f"{params:,}", f"{flops / 1e6:,.1f} M"])
     shape = "x".join(str(s) for s in image_shape)
     return tabulate(rows, headers=["model", "parameters", f"FLOPs ({shape}, {num_classes} classes)"])

@@ -62,17 +62,32 @@ class CourseCNN(StagedModel):
 
     crd_key_rules: ClassVar[None] = None
 
-    def __init__(self, num_classes: int, image_shape: Sequence[int] = MNIST_SHAPE, dropout: float = 0.5):
+    def __init__(
+        self,
+        num_classes: int,
+        image_shape: Sequence[int] = MNIST_SHAPE,
+        dropout: float = 0.5,
+        first_pool_stride: int = 1,
+    ):
         super().__init__()
+        if first_pool_stride not in (1, 2):
+            raise ValueError(
+                f"first_pool_stride: {first_pool_stride!r} must be 1 (the course notebook) or 2 (Keras's default)"
+            )
         channels, height, width = _check_shape(image_shape)
         self.input_size = (height, width)
-        sizes = [self._map_sizes(side) for side in (height, width)]
+        self.first_pool_stride = first_pool_stride
+        sizes = [self._map_sizes(side, first_pool_stride) for side in (height, width)]
         if min(sizes[0][-1], sizes[1][-1]) < 1:
-            raise ValueError(f"course_cnn needs images of at least 7x7 pixels, got {height}x{width}")
+            smallest = 7 if first_pool_stride == 1 else 10
+            raise ValueError(
+                f"course_cnn (first_pool_stride {first_pool_stride}) needs images of at least {smallest}x{smallest} "
+                f"pixels, got {height}x{width}"
+            )
         self.stem = nn.Sequential(nn.Conv2d(channels, 32, 3), nn.ReLU(inplace=True))
         self.stages = nn.ModuleList(
             [
-                Stage(nn.MaxPool2d(2, stride=1), nn.Conv2d(32, 64, 3), nn.ReLU(inplace=True)),
+                Stage(nn.MaxPool2d(2, stride=first_pool_stride), nn.Conv2d(32, 64, 3), nn.ReLU(inplace=True)),
                 Stage(nn.MaxPool2d(2, stride=2)),
             ]
         )
@@ -82,21 +97,22 @@ class CourseCNN(StagedModel):
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(128, num_classes))
         self.embedding_dim = 128
         # strides as the total down-sampling; the exact map sizes (valid convs) come from feature_sizes
-        self.feature_info = [StageInfo(32, 1), StageInfo(64, 1), StageInfo(64, 2)]
+        self.feature_info = [StageInfo(32, 1), StageInfo(64, first_pool_stride), StageInfo(64, 2 * first_pool_stride)]
         glorot_init(self)
 
     @staticmethod
-    def _map_sizes(side: int) -> list[int]:
-        """F_0, stage 1 and stage 2 side lengths: valid 3x3 conv, 2x2 pool stride 1, valid conv, 2x2 pool stride 2."""
+    def _map_sizes(side: int, first_pool_stride: int = 1) -> list[int]:
+        """F_0, stage 1 and stage 2 side lengths: valid 3x3 conv, 2x2 pool (stride 1 or 2), valid conv,
+        2x2 pool stride 2."""
         stem = side - 2
-        stage1 = stem - 1 - 2
+        stage1 = (stem - 2) // first_pool_stride + 1 - 2
         return [stem, stage1, stage1 // 2]
 
     def embed(self, last_stage_output: torch.Tensor) -> torch.Tensor:
         return self.hidden(self.pool(last_stage_output))
 
     def feature_sizes(self, image_size: int) -> list[int]:
-        return self._map_sizes(image_size)
+        return self._map_sizes(image_size, self.first_pool_stride)
 
 
 class CourseMLP(StagedModel):
@@ -128,8 +144,9 @@ class CourseMLP(StagedModel):
 
 
 @MODELS.register("course_cnn", aliases=("CourseCNN", "course-teacher-cnn"))
-def course_cnn(num_classes: int, image_shape: Sequence[int] = MNIST_SHAPE) -> CourseCNN:
-    return CourseCNN(num_classes, image_shape)
+def course_cnn(num_classes: int, image_shape: Sequence[int] = MNIST_SHAPE, first_pool_stride: int = 1) -> CourseCNN:
+    """``first_pool_stride: 2`` is the subclass-distillation colab's CNN (Keras's MaxPooling2D default)."""
+    return CourseCNN(num_classes, image_shape, first_pool_stride=first_pool_stride)
 
 
 @MODELS.register("course_mlp", aliases=("CourseMLP", "course-student-fc"))

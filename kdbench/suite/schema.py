@@ -441,6 +441,16 @@ def model_name(c: Collector, path: str, name: Any) -> str | None:
         return None
 
 
+def _is_default(default: Any, value: Any) -> bool:
+    import inspect
+
+    return (
+        default is not inspect.Parameter.empty
+        and value == default
+        and isinstance(value, bool) == isinstance(default, bool)
+    )
+
+
 def resolve_models(models: Any, c: Collector) -> dict[str, dict]:
     """``models: {name: {option: value}}``: a family's own parameters (the torchvision backbones'
     ``weights`` and ``trainable``), checked against the family's signature."""
@@ -468,7 +478,12 @@ def resolve_models(models: Any, c: Collector) -> dict[str, dict]:
             c.add(f"models.{name}", f"{canonical} takes no options")
             continue
         c.unknown_keys(f"models.{name}", options, valid)
-        given = {key: value for key, value in options.items() if key in valid}
+        # an option at the family's own default is no option: the run (and its id) is the plain model's
+        given = {
+            key: value
+            for key, value in options.items()
+            if key in valid and not _is_default(parameters[key].default, value)
+        }
         if given:
             resolved[canonical] = given
     return resolved

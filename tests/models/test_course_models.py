@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdbench.models import MODELS
+from kdbench.models import MODELS, create_model
 from kdbench.models.checkpoint import load_crd_checkpoint, save_crd_checkpoint
 from kdbench.models.course import CourseCNN, CourseMLP
 from kdbench.models.flops import count_flops, count_model_parameters, count_parameters
@@ -132,3 +132,16 @@ def test_flops_and_parameters_follow_the_data_sets_shape() -> None:
     assert count_model_parameters("course_cnn", 10, (3, 8, 8)) == conv3x3(3, 32) + conv3x3(32, 64) + dense(
         64, 128
     ) + dense(128, 10)
+
+
+def test_the_colab_cnn_pools_at_stride_2_and_its_counts_follow() -> None:
+    """subclass_distillation/mnist_colab.ipynb's CNN: Keras's MaxPooling2D((2, 2)) strides by 2."""
+    from kdbench.models.flops import count_model_parameters
+
+    colab = create_model("course_cnn", 10, (1, 28, 28), first_pool_stride=2)
+    maps = colab.forward_features(torch.rand(2, 1, 28, 28)).stages
+    assert [tuple(m.shape[-2:]) for m in maps] == [(11, 11), (5, 5)] and colab.feature_sizes(28) == [26, 11, 5]
+    # conv 320 + conv 18,496 + dense 64*5*5*128 + 128 + dense 1,290
+    assert count_model_parameters("course_cnn", 10, (1, 28, 28), {"first_pool_stride": 2}) == 225_034
+    with pytest.raises(ValueError, match="at least 10x10"):
+        create_model("course_cnn", 10, (3, 8, 8), first_pool_stride=2)

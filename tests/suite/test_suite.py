@@ -275,3 +275,20 @@ def test_a_pair_may_refine_its_methods_parameters(write_suite) -> None:
         tiny_suite(pairs=[{**SELF_PAIR, "methods": {"KDD": {}, "KD": {"kd": {"temperature": -1}}}}]),
     )
     assert "pairs[0].methods.KDD: Unknown method label 'KDD'. Did you mean 'KD'?" in message
+
+
+def test_a_model_option_at_its_default_is_no_option(write_suite) -> None:
+    """`models: {course_cnn: {first_pool_stride: 1}}` is the plain course_cnn: same runs, same ids."""
+    document = tiny_suite(
+        dataset={"name": "synthetic", "num_classes": 4, "image_size": 12},
+        teachers={"course_cnn": {}},
+        pairs=[["course_cnn", "course_mlp"]],
+    )
+    plain = [r.run_id for r in plan(load_suite(write_suite(document)))]
+    stated = [
+        r.run_id
+        for r in plan(load_suite(write_suite({**document, "models": {"course_cnn": {"first_pool_stride": 1}}})))
+    ]
+    other = plan(load_suite(write_suite({**document, "models": {"course_cnn": {"first_pool_stride": 2}}})))
+    assert stated == plain
+    assert [r.run_id for r in other] != plain and other[0].models == {"course_cnn": {"first_pool_stride": 2}}
