@@ -1,7 +1,9 @@
 """Suites: load a YAML file, validate all of it at once into typed values, and plan it into runs.
 
 - ``loading``: YAML (bounded, strict), includes, ``key=value`` overrides, the sweep grid;
-- ``schema``: the typed sections (frozen dataclasses) and the one resolver of each, which checks it;
+- ``schema``: the typed sections (frozen dataclasses), their keys and defaults;
+- ``sections`` and ``structure``: the one resolver of each section, which checks it into its type
+  (a run's settings; the suite's teachers, chains, pairs, methods and excludes);
 - ``identity``: what a run id hashes, and the one declared list of what it leaves out;
 - ``spec``: ``RunSpec``, one run, shared with the store, the executors and training;
 - ``planning``: ``plan()``, pure, on typed values only.
@@ -32,18 +34,10 @@ from kdbench.suite.schema import (
     SuiteVariant,
     TeacherConfig,
     Training,
-    resolve_chains,
-    resolve_dataset,
-    resolve_excludes,
-    resolve_methods,
-    resolve_models,
-    resolve_pairs,
-    resolve_schedule,
-    resolve_seeds,
-    resolve_teachers,
-    resolve_training,
 )
+from kdbench.suite.sections import resolve_dataset, resolve_models, resolve_schedule, resolve_seeds, resolve_training
 from kdbench.suite.spec import RunSpec
+from kdbench.suite.structure import resolve_chains, resolve_excludes, resolve_methods, resolve_pairs, resolve_teachers
 from kdbench.validation import Collector, Problem, ValidationError, describe
 
 #: a suite's problems are validation problems like any other file's

@@ -82,10 +82,10 @@ def test_stage_limits_share_the_budget_above_each_floor() -> None:
 
 def test_gpu_check_mistakes_exit_2(capsys) -> None:
     assert main(["bench", "--gpu-check"]) == 2
-    assert "--gpu-check needs --out DIR" in capsys.readouterr().err
+    assert "--gpu-check: needs --out DIR" in capsys.readouterr().err
     assert main(["bench", "--gpu-check", "--out", "x", "--budget-s", "0", "--device", "tpu"]) == 2
     error = capsys.readouterr().err
-    assert "--budget-s must be a positive number" in error and "cpu or cuda[:N], got 'tpu'" in error
+    assert "--budget-s: must be a positive number" in error and "cpu or cuda[:N], got 'tpu'" in error
 
 
 def test_the_summary_reads_the_claims_from_the_best_setting_measured() -> None:
