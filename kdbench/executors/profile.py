@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from kdbench.registry import nearest_first
+from kdbench.suite.loading import read_yaml_file
+from kdbench.validation import Collector, Problem, ValidationError
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -140,12 +142,12 @@ def load_profile(name_or_path: str | Path | None, overrides: Sequence[str] | Map
     else:
         path = find_profile(name_or_path)
         source = str(path)
-        try:
-            document = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ValueError(f"{source}: not valid YAML: {error}") from None
+        # the suites' bounded, strict reader (UTF-8, no repeated keys, every float spelling)
+        document = read_yaml_file(path) or {}
         if not isinstance(document, dict):
-            raise ValueError(f"{source}: a profile is a mapping of settings, got {type(document).__name__}")
+            raise ValidationError(
+                source, [Problem("", f"a profile is a mapping of settings, got {type(document).__name__}")]
+            )
     update = parse_profile_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
     merged = dict(document)
     for key, value in update.items():
@@ -157,21 +159,21 @@ def load_profile(name_or_path: str | Path | None, overrides: Sequence[str] | Map
 
 
 def _validated(document: Mapping[str, Any], source: str, from_command_line: set[str]) -> dict[str, Any]:
-    problems: list[str] = []
+    """Every problem of the profile at once, through the one validation mechanism (``ValidationError``)."""
+    c = Collector()
     values: dict[str, Any] = {}
     for key, value in document.items():
         origin = " (from the command line)" if key in from_command_line else ""
         if key not in _KEYS:
             valid = ", ".join(nearest_first(str(key), _KEYS))
-            problems.append(f"unknown key '{key}'{origin} (value {value!r}). Valid keys, nearest first: {valid}")
+            c.add(str(key), f"unknown key '{key}'{origin} (value {value!r}). Valid keys, nearest first: {valid}")
             continue
         problem = _check(key, value)
         if problem:
-            problems.append(f"{key}{origin}: {problem}")
+            c.add(key, f"{problem}{origin}")
         else:
             values[key] = _normalised(key, value)
-    if problems:
-        raise ValueError(f"{source}: invalid SLURM profile:\n  " + "\n  ".join(problems))
+    c.raise_if_any(f"{source} (SLURM profile)")
     return values
 
 
