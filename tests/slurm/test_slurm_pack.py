@@ -110,7 +110,7 @@ def test_runs_per_job_must_be_a_positive_integer() -> None:
     assert load_profile("local", {"runs_per_job": 4}).runs_per_job == 4
     for bad in (0, -2, "two", 1.5, True):
         with pytest.raises(
-            ValueError, match=f"runs_per_job \\(from the command line\\): value {bad!r} must be an integer >= 1"
+            ValueError, match=f"runs_per_job: value {bad!r} must be an integer >= 1 \\(from the command line\\)"
         ):
             load_profile("local", {"runs_per_job": bad})
 
