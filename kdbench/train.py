@@ -163,6 +163,13 @@ def build_teacher(
             raise RunFailed(f"teacher checkpoint not found: {path}")
     load_weights(teacher, path)
     info = {"teacher_weights": str(path), "teacher_sha256": sha256_of(path)}
+    if spec.teacher_sha256 and info["teacher_sha256"] != spec.teacher_sha256:
+        # the run's id holds the content it was planned with: another file's students are other runs
+        raise RunFailed(
+            f"teacher file {path} changed since the suite was planned (its SHA-256 is now "
+            f"{info['teacher_sha256'][:12]}..., planned {spec.teacher_sha256[:12]}...): run kdbench run again "
+            "to plan with the file as it is (its students get new ids; these stay as they were)"
+        )
     return teacher.to(device), info
 
 

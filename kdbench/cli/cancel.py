@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     _, runs = plan_from_args(args)
     chosen = select_runs(runs, methods=args.method, pairs=args.pair, seeds=args.seed)
-    store = store_from_args(args)
+    store = store_from_args(args, runs.runs)
     try:
         cancelled = cancel_runs(store, chosen)
     except ExecutorError as error:

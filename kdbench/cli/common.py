@@ -68,21 +68,38 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_suite_from_args(args: argparse.Namespace) -> Suite:
+def load_suite_from_args(args: argparse.Namespace, *, quiet: bool = False) -> Suite:
+    """The suite of ``args``; a teacher file that is not here takes the content the results root recorded
+    for it (``ResultStore.recorded_teacher_files``), so its students are still found (``quiet``: say nothing)."""
     if not Path(args.suite).exists():
         raise UserError(f"suite file not found: {args.suite}")
     overrides = list(args.overrides)
     # --data-root only says where data lives (not part of a run's id), so it is an override like any other
     if getattr(args, "data_root", None):
         overrides.append(f"dataset.root={args.data_root}")
-    return load_suite(args.suite, overrides)
+    suite = load_suite(args.suite, overrides)
+    unknown = [path for path, sha256 in suite.teacher_files().items() if sha256 is None]
+    if not unknown:
+        return suite
+    recorded = {path: sha256 for path, sha256 in _store_root(args).recorded_teacher_files().items() if path in unknown}
+    if not recorded:
+        return suite
+    for path, sha256 in recorded.items():
+        if not quiet:
+            print(
+                f"kdbench: teacher file {path} is not here; its students are looked up by the content recorded "
+                f"when kdbench run last read it (SHA-256 {sha256[:12]}...)",
+                file=sys.stderr,
+            )
+    return load_suite(args.suite, overrides, recorded_teacher_files=recorded)
 
 
 def plan_from_args(args: argparse.Namespace) -> tuple[Suite, Plan]:
     suite = load_suite_from_args(args)
     planned = plan(suite)
     if planned.choice_runs:  # a chain's assistant chosen by TAKD's rule from the finished runs' top-1
-        store = store_from_args(args)
+        store = _store_root(args)
+        store.adopt_legacy_runs(planned.runs, link=False)
         results = {run_id: store.result(run_id) for run_id in planned.choice_runs}
         planned = plan(suite, {run_id: r["top1_last"] for run_id, r in results.items() if r and "top1_last" in r})
     for note in planned.notes:
@@ -94,16 +111,31 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Suite, Plan]:
 WRITING_COMMANDS = frozenset({"run", "report", "cancel"})
 
 
-def store_from_args(args: argparse.Namespace) -> ResultStore:
+def _store_root(args: argparse.Namespace) -> ResultStore:
+    return ResultStore(getattr(args, "results_dir", None) or os.environ.get("KDBENCH_RESULTS") or "results")
+
+
+def store_from_args(args: argparse.Namespace, runs: Sequence[RunSpec] = ()) -> ResultStore:
     """The results root of ``--results-dir`` (else $KDBENCH_RESULTS, else ./results); a user error when it
-    is a regular file (or under one), or, for a command that writes, not writable."""
-    root = getattr(args, "results_dir", None) or os.environ.get("KDBENCH_RESULTS") or "results"
-    problem = results_root_problem(root, writing=getattr(args, "command", None) in WRITING_COMMANDS)
+    is a regular file (or under one), or, for a command that writes, not writable.
+
+    ``runs``: the plan's runs, some of which older kdbench may have stored under their teacher file's
+    location (``ResultStore.adopt_legacy_runs``; ``kdbench run`` links them for good)."""
+    store = _store_root(args)
+    command = getattr(args, "command", None)
+    problem = results_root_problem(store.root, writing=command in WRITING_COMMANDS)
     if problem:
         if not getattr(args, "results_dir", None):
             problem = problem.replace("--results-dir", "the results root ($KDBENCH_RESULTS or ./results)", 1)
         raise UserError(problem)
-    return ResultStore(root)
+    found = store.adopt_legacy_runs(runs, link=command == "run") if runs else {}
+    if found:
+        print(
+            f"kdbench: {len(found)} finished run(s) found under the id older kdbench gave them (by teacher file "
+            f"location; same file content)" + (": linked as runs/<id>" if command == "run" else ""),
+            file=sys.stderr,
+        )
+    return store
 
 
 def unique_runs(runs: Sequence[RunSpec]) -> list[RunSpec]:

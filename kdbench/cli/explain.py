@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = _options(args)
     suite, runs = plan_from_args(args)
-    store = store_from_args(args)
+    store = store_from_args(args, runs.runs)
     try:
         written = explain_suite(suite, runs, store, options, args.out)
     except ExplainError as error:

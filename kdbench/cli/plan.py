@@ -7,7 +7,7 @@ import argparse
 from tabulate import tabulate
 
 from kdbench.cli.common import add_command, add_suite_arguments, plan_from_args, store_from_args
-from kdbench.results.store import NOT_APPLICABLE
+from kdbench.results.store import DONE, NOT_APPLICABLE
 
 
 def register(subparsers) -> None:
@@ -41,10 +41,11 @@ def run(args: argparse.Namespace) -> int:
     from kdbench.preflight import check_before_training
 
     suite, runs = plan_from_args(args)
-    store = store_from_args(args)
-    # what the suite points at (teacher files) is checked here too: plan is where a user looks first
-    check_before_training(runs.runs, suite.source, local=False)
+    store = store_from_args(args, runs.runs)
     states = store.states(runs.runs)  # students of a failed teacher are blocked, as status says
+    # what the runs to train point at (teacher files) is checked here too: plan is where a user looks first
+    to_train = [spec for spec in runs.runs if not spec.not_applicable and states[spec.run_id].status != DONE]
+    check_before_training(to_train, suite.source, local=False)
     rows = []
     for spec in runs:
         status = NOT_APPLICABLE if spec.not_applicable else states[spec.run_id].status

@@ -113,7 +113,7 @@ def print_summary_table(args: argparse.Namespace, runs, store) -> None:
     """After ``kdbench run``: the suite's table in Markdown, no files written."""
     from kdbench.cli.common import load_suite_from_args
 
-    report, _ = make_report(args, load_suite_from_args(args), runs, store)
+    report, _ = make_report(args, load_suite_from_args(args, quiet=True), runs, store)
     print(report.to_markdown())
 
 
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from kdbench.results.report import write_report
 
     suite, runs = plan_from_args(args)
-    store = store_from_args(args)
+    store = store_from_args(args, runs.runs)
     report, frame = make_report(args, suite, runs, store)
     out = Path(store.suite_dir(suite.name) if args.out is None else args.out)
     written = write_report(report, frame, out, name=args.name)

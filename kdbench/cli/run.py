@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from kdbench.executors import ExecutorError, RunOptions, get_executor
 
     suite, runs = plan_from_args(args)
-    store = store_from_args(args)
+    store = store_from_args(args, runs.runs)
     executor = get_executor(args.executor)  # an unknown name: a user error naming the nearest ones
     options = RunOptions(
         device=args.device,
@@ -73,12 +73,15 @@ def run(args: argparse.Namespace) -> int:
         profile_settings=tuple(args.profile_set),
     )
     from kdbench.preflight import check_before_training
+    from kdbench.results.store import DONE
 
-    # what the suite points at, and the device a local run would take: before any run directory exists
-    check_before_training(runs.runs, suite.source, device=args.device, local=executor.name == "local")
+    # what the runs to train point at, and the device a local run would take: before any run directory exists
+    to_train = [spec for spec in runs.runs if not spec.not_applicable and store.status(spec.run_id) != DONE]
+    check_before_training(to_train, suite.source, device=args.device, local=executor.name == "local")
+    store.record_teacher_files(runs.runs)
     try:
         executor.check(options)
-        check_data(runs, store, args.data_root)
+        check_data(to_train, args.data_root)
         todo = unique_runs(runs)
         print(f"suite {suite.name}: {len(todo)} runs, results in {store.root}, executor {executor.name}")
         submission = executor.submit(todo, store, options)
@@ -96,11 +99,9 @@ def run(args: argparse.Namespace) -> int:
     return submission.exit_code
 
 
-def check_data(runs, store, data_root: str | None) -> None:
+def check_data(to_train, data_root: str | None) -> None:
     """A missing or incomplete data set stops here, before any training or submission (DataError, exit 2)."""
-    from kdbench.results.store import DONE
     from kdbench.train import load_data
 
-    pending = [r for r in runs if not r.not_applicable and store.status(r.run_id) != DONE]
-    if pending:
-        load_data(pending[0], data_root)
+    if to_train:
+        load_data(to_train[0], data_root)

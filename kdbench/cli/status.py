@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from kdbench.executors import ExecutorError, run_states
 
     suite, runs = plan_from_args(args)
-    store = store_from_args(args)
+    store = store_from_args(args, runs.runs)
     distinct = unique_runs(runs)
     try:
         states = run_states(store, distinct)

@@ -11,7 +11,6 @@ counterpart: its files have the same layout with our own key names.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -20,6 +19,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from kdbench.suite.teacher_files import file_sha256
 
 #: shown at most this many keys per list in an error message
 _SHOWN_KEYS = 5
@@ -156,9 +157,6 @@ def save_crd_checkpoint(model: nn.Module, path: str | os.PathLike[str], **extras
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes (the result records which teacher file was used)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex SHA-256 of a file's bytes (the result records which teacher file was used; its students' ids
+    hold the same hash: ``kdbench.suite.teacher_files``)."""
+    return file_sha256(path)

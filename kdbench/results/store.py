@@ -6,6 +6,8 @@ epoch), ``checkpoint.pt`` (written to a temporary file, then renamed; the one be
 format), ``result.json`` (written last: a readable one means "done"; a damaged one is set aside as
 ``result.damaged.json`` and rebuilt or retrained), ``failed.json`` (why a run stopped: written by
 ``write_failure`` only), ``.lock`` (held while a process trains it).
+``runs/<run id>`` may be a symbolic link to a folder older kdbench named by the run's teacher file
+location (``adopt_legacy_runs``); ``.teacher-files/`` notes what each teacher file held (``record_teacher_files``).
 Reports go to ``<root>/<suite name>/``. A run's status (``kdbench.lifecycle.RunStatus``) is read from
 these files alone; executors add what their jobs say.
 """
@@ -47,6 +49,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 #: the checkpoint before the newest: kept until the newest is written whole, the fallback when it is damaged
 PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
 METRICS_FILE = "metrics.jsonl"
+#: under the results root: what each teacher file held when kdbench run last read it (one record per path)
+TEACHER_FILES_DIR = ".teacher-files"
 #: the files only the process holding a run's lock writes
 TRAINED_FILES = (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE, "model.pt", "selected.pt")
 #: errors of a store that cannot take a write: the suite stops (every later run would fail the same way)
@@ -119,9 +123,74 @@ def atomic_write_json(path: Path, data: Any) -> None:
 class ResultStore:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_results_root()
+        #: run id -> the folder under runs/ it is stored in, where that is another name (``adopt_legacy_runs``)
+        self._stored_as: dict[str, str] = {}
 
     def run_dir(self, run_id: str) -> Path:
-        return self.root / "runs" / run_id
+        return self.root / "runs" / self._stored_as.get(run_id, run_id)
+
+    def adopt_legacy_runs(self, runs: Sequence[RunSpec], *, link: bool) -> dict[str, str]:
+        """Find the finished runs that older kdbench stored under their teacher file's location
+        (``RunSpec.legacy_run_id``); run id -> the folder it was found in.
+
+        A run is found there when that folder's result.json records a teacher file with the same content
+        (``teacher_sha256``), or, for a chain's later link, when its teacher run was itself found so. With
+        ``link`` (``kdbench run``: training processes and SLURM jobs open their own stores), a symbolic link
+        ``runs/<run id> -> <older id>`` makes it lasting, for older kdbench too; otherwise it holds for this
+        store. Nothing is moved or rewritten."""
+        runs_dir = self.root / "runs"
+        found: dict[str, str] = {}
+        for spec in runs:  # plan order: a chain's links come after the teacher run they load
+            legacy = spec.legacy_run_id
+            if not legacy or spec.run_id in self._stored_as or os.path.lexists(runs_dir / spec.run_id):
+                continue
+            result = self.result(legacy)
+            if result is None:
+                continue
+            if spec.teacher_sha256:
+                if result.get("teacher_sha256") != spec.teacher_sha256:
+                    continue  # trained from other bytes at that path: another run
+            elif self.stored_under(spec.teacher_run or "") == (spec.teacher_run or ""):
+                continue
+            self._stored_as[spec.run_id] = legacy
+            found[spec.run_id] = legacy
+            if link:
+                with contextlib.suppress(FileExistsError, IsADirectoryError):
+                    os.symlink(legacy, runs_dir / spec.run_id, target_is_directory=True)
+        return found
+
+    def stored_under(self, run_id: str) -> str:
+        """The folder name under runs/ that holds ``run_id``: itself, or the older id it was found under."""
+        if run_id in self._stored_as:
+            return self._stored_as[run_id]
+        path = self.root / "runs" / run_id
+        return os.readlink(path) if path.is_symlink() else run_id
+
+    def record_teacher_files(self, runs: Sequence[RunSpec]) -> None:
+        """Note what each teacher file the runs load holds (path as the suite writes it -> SHA-256), so that
+        its students are found where the file is not (results copied elsewhere: ``recorded_teacher_files``)."""
+        import hashlib
+
+        folder = self.root / TEACHER_FILES_DIR
+        for path, sha256 in {s.teacher_checkpoint: s.teacher_sha256 for s in runs if s.teacher_sha256}.items():
+            record_path = folder / f"{hashlib.sha256(str(path).encode()).hexdigest()[:16]}.json"
+            with contextlib.suppress(OSError, ValueError):
+                if (_read_json(record_path) or {}).get("sha256") == sha256:
+                    continue
+            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            record = {"path": path, "sha256": sha256, "recorded": now}
+            atomic_write_json(record_path, record)
+
+    def recorded_teacher_files(self) -> dict[str, str]:
+        """Teacher file path -> the SHA-256 of its content when ``kdbench run`` last read it here."""
+        records: dict[str, str] = {}
+        folder = self.root / TEACHER_FILES_DIR
+        for record_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            with contextlib.suppress(OSError, ValueError):
+                record = _read_json(record_path) or {}
+                if isinstance(record.get("path"), str) and isinstance(record.get("sha256"), str):
+                    records[record["path"]] = record["sha256"]
+        return records
 
     def suite_dir(self, suite_name: str) -> Path:
         return self.root / suite_name

@@ -5,17 +5,19 @@
 - ``sections`` and ``structure``: the one resolver of each section, which checks it into its type
   (a run's settings; the suite's teachers, chains, pairs, methods and excludes);
 - ``identity``: what a run id hashes, and the one declared list of what it leaves out;
+- ``teacher_files``: a teacher file's content hash, which stands in its students' ids for its location;
 - ``spec``: ``RunSpec``, one run, shared with the store, the executors and training;
 - ``planning``: ``plan()``, pure, on typed values only.
 
-Planning touches no disk besides reading the YAML, so ``kdbench plan`` shows every run before any
+Loading reads the YAML and the bytes of any teacher file (a student's id holds its teacher file's
+content hash: ``teacher_files``); planning touches no disk, so ``kdbench plan`` shows every run before any
 compute is spent. Runs are content-addressed: two suites that need the same teacher share one run.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,10 +80,25 @@ class Suite:
     document: dict  # after includes and overrides, before sweeps (for display)
     variants: tuple[SuiteVariant, ...]
 
+    def teacher_files(self) -> dict[str, str | None]:
+        """Every teacher file the suite loads (as written) -> the SHA-256 of its content, None where unknown
+        (the file is not here and no results root recorded it)."""
+        return {
+            teacher.checkpoint: teacher.checkpoint_sha256
+            for variant in self.variants
+            for teacher in variant.teachers
+            if teacher.checkpoint
+        }
 
-def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
+
+def load_suite(
+    path: str | Path, overrides: Sequence[str] = (), recorded_teacher_files: Mapping[str, str] | None = None
+) -> Suite:
     """Read, merge includes, apply ``key=value`` overrides, validate and type. Raises ``SuiteError``
-    listing every problem (the file's and the command line's, each under its own source)."""
+    listing every problem (the file's and the command line's, each under its own source).
+
+    Teacher files are hashed (their content is part of their students' ids); ``recorded_teacher_files``
+    (path -> SHA-256, ``ResultStore.recorded_teacher_files``) stands in for those that are not here."""
     path = Path(path)
     source = str(path)
     document = resolve_includes(path)
@@ -109,18 +126,26 @@ def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
     # epochs cut on the command line (a quick try) leave the file's later milestones unreached on purpose
     shortened = any(key.startswith("schedule") or key.startswith("teachers.") for key, _ in parsed)
     points = expand_sweeps(document, SWEEPABLE, c)
-    variants = tuple(_variant(swept, variant, c, shortened) for swept, variant in points)
+    variants = tuple(_variant(swept, variant, c, shortened, recorded_teacher_files) for swept, variant in points)
     _blame_overrides(c, parsed, file_labels)
     c.raise_if_any(source)
     reproduces = document.get("reproduces")
     return Suite(source, str(name), reproduces, document, variants)
 
 
-def _variant(swept: dict[str, Any], document: dict, c: Collector, shortened: bool) -> SuiteVariant:
+def _variant(
+    swept: dict[str, Any],
+    document: dict,
+    c: Collector,
+    shortened: bool,
+    recorded_teacher_files: Mapping[str, str] | None,
+) -> SuiteVariant:
     c.unknown_keys("", document, list(TOP_LEVEL_KEYS))
     dataset = resolve_dataset(document.get("dataset"), c)
     schedule = resolve_schedule(document.get("schedule"), c, "schedule", shortened)
-    teachers = resolve_teachers(document.get("teachers"), document.get("teacher_checkpoints"), schedule, c)
+    teachers = resolve_teachers(
+        document.get("teachers"), document.get("teacher_checkpoints"), schedule, c, recorded_teacher_files
+    )
     pairs = resolve_pairs(document.get("pairs"), teachers, schedule, document.get("methods"), c, shortened)
     variant = SuiteVariant(
         swept=swept,

@@ -1,9 +1,12 @@
 """A run's identity: the resolved run config, hashed whole, minus one declared list of exceptions.
 
 Stored results are found by run id, so an id is a promise: no change to kdbench may alter the id
-of a run that exists. Two things are left out of the hash, and only these:
+of a run that exists. Three things are left out of the hash, and only these:
 - where the data lives (``DATA_LOCATION_KEYS`` of the dataset config): moving the data to another
   disk must not retrain anything;
+- where a teacher file lies, once its content is known (``teacher_sha256``, the SHA-256 of its bytes,
+  is hashed instead): moving the file to another mount must not retrain its students. A run whose
+  teacher file's content is not known keeps the location in its id, as kdbench did before;
 - keys added after runs were first stored, while they hold the value they had when they were
   introduced (``LATER_DEFAULTS``): runs trained before the key existed keep their ids. A key that
   differs from that default enters the id, so a changed setting always makes a new run.
@@ -50,6 +53,9 @@ LATER_DEFAULTS: tuple[LaterDefault, ...] = (
     LaterDefault("models", {}, since="0.2.0"),
     # the TAKD code's KL reduction, for comparison (issue 15)
     LaterDefault("terms.kd.reduction", "batchmean", since="0.2.0"),
+    # a teacher file by its content (kdbench.suite.teacher_files); runs stored before it are found under
+    # their location-based id (RunSpec.legacy_run_id)
+    LaterDefault("teacher_sha256", None, since="0.2.0"),
 )
 
 
@@ -64,6 +70,8 @@ def identity_config(config: Mapping[str, Any]) -> dict[str, Any]:
     hashed = json.loads(json.dumps(config, default=str))  # a deep copy in the hashed form
     if isinstance(hashed.get("dataset"), dict):
         hashed["dataset"] = {k: v for k, v in hashed["dataset"].items() if k not in DATA_LOCATION_KEYS}
+    if hashed.get("teacher_sha256"):  # the teacher file by what it holds, not where it lies
+        hashed.pop("teacher_checkpoint", None)
     for later in LATER_DEFAULTS:
         section, _, key = later.path.rpartition(".")
         if section.startswith("terms."):
@@ -78,6 +86,11 @@ def identity_config(config: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(node, dict):
             _leave_out(node, key, later.default)
     return hashed
+
+
+def location_run_id_of(config: Mapping[str, Any]) -> str:
+    """The id older kdbench gave ``config``: its teacher file by location (``teacher_sha256`` unknown)."""
+    return run_id_of({**config, "teacher_sha256": None})
 
 
 def run_id_of(config: Mapping[str, Any]) -> str:

@@ -7,7 +7,9 @@ first (those some pair needs, each once), then students by pair, method, sweep p
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
+from kdbench.suite.identity import location_run_id_of
 from kdbench.suite.schema import ChainConfig, SuiteVariant, TeacherConfig
 from kdbench.suite.spec import RunSpec
 
@@ -111,6 +113,7 @@ def plan(suite, finished: Mapping[str, float] | None = None) -> Plan:  # suite: 
                         ce_weight=method.ce_weight,
                         teacher_run=teacher_spec.run_id if uses_teacher and teacher_spec else None,
                         teacher_checkpoint=source.checkpoint if uses_teacher else None,
+                        teacher_sha256=source.checkpoint_sha256 if uses_teacher else None,
                         models=variant.options_of(student, teacher if uses_teacher else None),
                         suite=suite.name,
                         method=method.label,
@@ -118,6 +121,7 @@ def plan(suite, finished: Mapping[str, float] | None = None) -> Plan:  # suite: 
                         not_applicable=reason,
                         pair_teacher=teacher,
                     )
+                    spec = _with_legacy_id(spec, None)
                     students.setdefault((spec.run_id, spec.method, teacher), spec)
         for chain in variant.chains:
             chain_specs: list[RunSpec] = []
@@ -250,6 +254,7 @@ def _chain_runs(chain: ChainConfig, root: TeacherConfig, variant: SuiteVariant, 
                 ce_weight=method.ce_weight,
                 teacher_run=previous.run_id if previous is not None else None,
                 teacher_checkpoint=root.checkpoint if previous is None else None,
+                teacher_sha256=root.checkpoint_sha256 if previous is None else None,
                 models=variant.options_of(student, teacher),
                 suite=suite_name,
                 method=chain.label,
@@ -257,9 +262,22 @@ def _chain_runs(chain: ChainConfig, root: TeacherConfig, variant: SuiteVariant, 
                 not_applicable=reason,
                 pair_teacher=chain.models[0],
             )
+            spec = _with_legacy_id(spec, previous)
             runs.append(spec)
             previous = spec
     return runs
+
+
+def _with_legacy_id(spec: RunSpec, previous: RunSpec | None) -> RunSpec:
+    """``spec`` with the id older kdbench gave it (``RunSpec.legacy_run_id``), where that differs: its
+    teacher file by location, or (a chain's later link) its teacher run's own older id."""
+    config = spec.config()
+    if previous is not None and previous.legacy_run_id:
+        config["teacher_run"] = previous.legacy_run_id
+    elif not spec.teacher_sha256:
+        return spec
+    legacy = location_run_id_of(config)
+    return replace(spec, legacy_run_id=legacy) if legacy != spec.run_id else spec
 
 
 def chains_of(runs: Iterable[RunSpec]) -> list[list[RunSpec]]:

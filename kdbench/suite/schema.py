@@ -166,6 +166,8 @@ class TeacherConfig:
     schedule: Schedule
     #: the method it trains with (``method: subclass_teacher, subclasses: 5``); plain CE by default
     terms: tuple[tuple[str, dict], ...] = (("vanilla", {}),)
+    #: the SHA-256 of the checkpoint's bytes (``kdbench.suite.teacher_files``); None when it is not known
+    checkpoint_sha256: str | None = None
 
 
 @dataclass(frozen=True)

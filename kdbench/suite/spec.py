@@ -25,6 +25,8 @@ class RunSpec:
     ce_weight: float
     teacher_run: str | None = None
     teacher_checkpoint: str | None = None
+    #: the SHA-256 of the teacher file's bytes: in the id in place of ``teacher_checkpoint``, its location
+    teacher_sha256: str | None = None
     #: options of the run's models, by canonical name (``weights``, ``trainable`` of the torchvision backbones)
     models: dict = field(default_factory=dict)
     # descriptive only: not part of the id
@@ -34,6 +36,9 @@ class RunSpec:
     not_applicable: str | None = None
     #: the pair's teacher, also for runs that do not use it (Vanilla): the report's column
     pair_teacher: str | None = None
+    #: the id older kdbench stored this run under (its teacher file by location), where that differs:
+    #: the store finds a finished run there (``ResultStore.adopt_legacy_runs``)
+    legacy_run_id: str | None = None
 
     def config(self) -> dict[str, Any]:
         """The resolved run config; its hash (``kdbench.suite.identity``) is the run id."""
@@ -49,6 +54,7 @@ class RunSpec:
             "ce_weight": self.ce_weight,
             "teacher_run": self.teacher_run,
             "teacher_checkpoint": self.teacher_checkpoint,
+            "teacher_sha256": self.teacher_sha256,
             "models": self.models,
         }
 

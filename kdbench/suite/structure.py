@@ -19,10 +19,19 @@ from kdbench.suite.schema import (
     TeacherConfig,
 )
 from kdbench.suite.sections import model_name, resolve_schedule
+from kdbench.suite.teacher_files import teacher_file_sha256
 from kdbench.validation import Collector, Problem, describe, join
 
 
-def resolve_teachers(teachers: Any, checkpoint_dir: Any, schedule: Schedule, c: Collector) -> tuple[TeacherConfig, ...]:
+def resolve_teachers(
+    teachers: Any,
+    checkpoint_dir: Any,
+    schedule: Schedule,
+    c: Collector,
+    recorded_files: Mapping[str, str] | None = None,
+) -> tuple[TeacherConfig, ...]:
+    """The suite's teachers; a checkpoint's content hash is read from the file (else from ``recorded_files``,
+    path -> SHA-256, what the results root noted when it was here)."""
     if checkpoint_dir is not None and not isinstance(checkpoint_dir, str):
         c.add("teacher_checkpoints", f"expected a folder path, got {describe(checkpoint_dir)}")
         checkpoint_dir = None
@@ -67,7 +76,8 @@ def resolve_teachers(teachers: Any, checkpoint_dir: Any, schedule: Schedule, c: 
             continue
         if checkpoint is None and checkpoint_dir:
             checkpoint = str(Path(checkpoint_dir) / f"{canonical}_vanilla" / "ckpt_epoch_240.pth")
-        resolved.append(TeacherConfig(canonical, checkpoint, seed, teacher_schedule, terms))
+        sha256 = teacher_file_sha256(checkpoint, recorded_files) if checkpoint else None
+        resolved.append(TeacherConfig(canonical, checkpoint, seed, teacher_schedule, terms, sha256))
     return tuple(resolved)
 
 
