@@ -99,7 +99,7 @@ def plan_from_args(args: argparse.Namespace) -> tuple[Suite, Plan]:
     planned = plan(suite)
     if planned.choice_runs:  # a chain's assistant chosen by TAKD's rule from the finished runs' top-1
         store = _store_root(args)
-        store.adopt_legacy_runs(planned.runs, link=False)
+        store.adopt_legacy_runs(planned.runs)
         results = {run_id: store.result(run_id) for run_id in planned.choice_runs}
         planned = plan(suite, {run_id: r["top1_last"] for run_id, r in results.items() if r and "top1_last" in r})
     for note in planned.notes:
@@ -120,7 +120,7 @@ def store_from_args(args: argparse.Namespace, runs: Sequence[RunSpec] = ()) -> R
     is a regular file (or under one), or, for a command that writes, not writable.
 
     ``runs``: the plan's runs, some of which older kdbench may have stored under their teacher file's
-    location (``ResultStore.adopt_legacy_runs``; ``kdbench run`` links them for good)."""
+    location (``ResultStore.adopt_legacy_runs`` finds and links them)."""
     store = _store_root(args)
     command = getattr(args, "command", None)
     problem = results_root_problem(store.root, writing=command in WRITING_COMMANDS)
@@ -128,11 +128,12 @@ def store_from_args(args: argparse.Namespace, runs: Sequence[RunSpec] = ()) -> R
         if not getattr(args, "results_dir", None):
             problem = problem.replace("--results-dir", "the results root ($KDBENCH_RESULTS or ./results)", 1)
         raise UserError(problem)
-    found = store.adopt_legacy_runs(runs, link=command == "run") if runs else {}
+    found = store.adopt_legacy_runs(runs) if runs else {}
     if found:
+        linked = all((store.root / "runs" / run_id).is_symlink() for run_id in found)
         print(
             f"kdbench: {len(found)} finished run(s) found under the id older kdbench gave them (by teacher file "
-            f"location; same file content)" + (": linked as runs/<id>" if command == "run" else ""),
+            "location; same file content)" + (", linked as runs/<id> -> <older id>" if linked else ""),
             file=sys.stderr,
         )
     return store

@@ -129,15 +129,15 @@ class ResultStore:
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / self._stored_as.get(run_id, run_id)
 
-    def adopt_legacy_runs(self, runs: Sequence[RunSpec], *, link: bool) -> dict[str, str]:
+    def adopt_legacy_runs(self, runs: Sequence[RunSpec]) -> dict[str, str]:
         """Find the finished runs that older kdbench stored under their teacher file's location
         (``RunSpec.legacy_run_id``); run id -> the folder it was found in.
 
         A run is found there when that folder's result.json records a teacher file with the same content
-        (``teacher_sha256``), or, for a chain's later link, when its teacher run was itself found so. With
-        ``link`` (``kdbench run``: training processes and SLURM jobs open their own stores), a symbolic link
-        ``runs/<run id> -> <older id>`` makes it lasting, for older kdbench too; otherwise it holds for this
-        store. Nothing is moved or rewritten."""
+        (``teacher_sha256``), or, for a chain's later link, when its teacher run was itself found so. A
+        symbolic link ``runs/<run id> -> <older id>`` makes it lasting (training processes and SLURM jobs
+        open stores of their own; older kdbench still finds the folder by its own name); where the root
+        takes no writes, it holds for this store. Nothing is moved or rewritten."""
         runs_dir = self.root / "runs"
         found: dict[str, str] = {}
         for spec in runs:  # plan order: a chain's links come after the teacher run they load
@@ -154,9 +154,8 @@ class ResultStore:
                 continue
             self._stored_as[spec.run_id] = legacy
             found[spec.run_id] = legacy
-            if link:
-                with contextlib.suppress(FileExistsError, IsADirectoryError):
-                    os.symlink(legacy, runs_dir / spec.run_id, target_is_directory=True)
+            with contextlib.suppress(OSError):  # taken by a concurrent command, or a read-only root
+                os.symlink(legacy, runs_dir / spec.run_id, target_is_directory=True)
         return found
 
     def stored_under(self, run_id: str) -> str:
@@ -256,14 +255,15 @@ class ResultStore:
     def result(self, run_id: str) -> dict | None:
         """The run's result record; None when there is none or it is damaged (then the run is not done)."""
         try:
-            return _read_result(self.run_dir(run_id) / RESULT_FILE)
+            return read_result(self.run_dir(run_id) / RESULT_FILE)
         except ResultUnreadable:
             return None
 
     def result_problem(self, run_id: str) -> str | None:
-        """Why the run's result.json is damaged (empty, truncated, not UTF-8, not a JSON object), or None."""
+        """Why the run's result.json is damaged (empty, truncated, not UTF-8, not a JSON object, a required field
+        missing or of the wrong type: ``kdbench.results.schema.read_result``), or None."""
         try:
-            _read_result(self.run_dir(run_id) / RESULT_FILE)
+            read_result(self.run_dir(run_id) / RESULT_FILE)
         except ResultUnreadable as error:
             return str(error)
         return None
@@ -439,22 +439,6 @@ def _read_json(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except FileNotFoundError:
         return None
-
-
-def _read_result(path: Path) -> dict | None:
-    """``kdbench.results.schema.read_result``, except that a whole JSON object with fewer fields than the
-    schema's (a record made by hand or by a tool, as tests and imports of published runs do) still counts:
-    only a damaged file (empty, truncated, not UTF-8, not an object) makes a run not done."""
-    try:
-        return read_result(path)
-    except ResultUnreadable as damaged:
-        try:
-            record = json.loads(path.read_bytes().decode("utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            raise damaged from None
-        if isinstance(record, dict):
-            return record
-        raise damaged from None
 
 
 def _metric_lines(path: Path) -> tuple[list[dict], str]:

@@ -81,6 +81,20 @@ def test_a_truncated_result_is_not_done_and_is_rebuilt_from_the_checkpoint(copy,
     assert numbers(store, kd) == before and (store.run_dir(kd) / "result.damaged.json").exists()
 
 
+def test_a_result_that_parses_but_misses_its_fields_is_not_done_and_is_rebuilt(copy, capsys) -> None:
+    """A whole JSON object is not enough (a bad copy, a tool that wrote ``{}``): the schema's fields make a result."""
+    suite, store, runs = copy
+    kd = runs["KD"].run_id
+    before = numbers(store, kd)
+    (store.run_dir(kd) / "result.json").write_text('{"status": "done"}\n')
+    assert main(["status", str(suite), "--results-dir", str(store.root)]) == 0
+    assert "result.json is damaged" in no_traceback(capsys.readouterr())
+    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
+    out = no_traceback(capsys.readouterr())
+    assert f"repaired {kd}" in out and "missing 'top1_last'" in out
+    assert numbers(store, kd) == before
+
+
 def test_an_empty_result_without_a_checkpoint_is_retrained_to_the_same_numbers(copy, capsys) -> None:
     suite, store, runs = copy
     vanilla = runs["Vanilla"].run_id

@@ -15,7 +15,7 @@ from kdbench.lifecycle import RunState, RunStatus, count_statuses, with_blocked_
 from kdbench.results.store import ResultStore, atomic_write_json, results_frame, write_failure
 from kdbench.suite import load_suite, plan
 from kdbench.train import RunFailed
-from tests.conftest import tiny_suite
+from tests.conftest import fabricated_result, tiny_suite
 
 
 def test_a_status_is_its_word() -> None:
@@ -109,5 +109,5 @@ def test_a_run_trained_elsewhere_is_running_with_its_holder_and_an_interrupted_o
     (store.run_dir(vanilla.run_id) / "checkpoint.pt").write_bytes(b"")
     (store.run_dir(vanilla.run_id) / "metrics.jsonl").write_text("{}\n{}\n")
     assert store.states(runs)[vanilla.run_id] == RunState(RunStatus.INTERRUPTED, detail="2 epoch(s) done")
-    atomic_write_json(store.run_dir(vanilla.run_id) / "result.json", {"status": "done"})
+    atomic_write_json(store.run_dir(vanilla.run_id) / "result.json", fabricated_result(vanilla))
     assert store.states(runs)[vanilla.run_id] == RunState(RunStatus.DONE)

@@ -123,20 +123,37 @@ def test_runs_older_kdbench_stored_by_location_are_found_and_linked(copy, capsys
     top1 = store.result(spec.run_id)["top1_last"]
     legacy = as_older_kdbench_stored(store, spec)
     capsys.readouterr()
-    # read-only commands find it for themselves, and write nothing
+    # the first command that sees it links it: the file may move afterwards
     assert main(["status", str(suite), "--results-dir", str(store.root)]) == 0
     captured = capsys.readouterr()
     assert "1 done" in captured.out and "1 finished run(s) found under the id older kdbench gave them" in captured.err
-    assert not os.path.lexists(store.root / "runs" / spec.run_id)
-    # kdbench run trains nothing and links the run for good
-    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
-    captured = capsys.readouterr()
-    assert "0 trained, 1 already done" in captured.out and "linked as runs/<id>" in captured.err
+    assert "linked as runs/<id> -> <older id>" in captured.err
     link = store.root / "runs" / spec.run_id
     assert link.is_symlink() and os.readlink(link) == legacy.name
     assert ResultStore(store.root).result(spec.run_id)["top1_last"] == top1
-    assert main(["report", str(suite), "--results-dir", str(store.root), "--no-plots"]) == 0
+    folder = suite.parent
+    os.replace(folder / "mount-a", folder / "mount-b")
+    moved = kd_suite(folder, folder / "mount-b" / "resnet8.pth")
+    assert run_cli(str(moved), "--results-dir", str(store.root)) == 0
+    assert "0 trained, 1 already done" in capsys.readouterr().out
+    assert main(["report", str(moved), "--results-dir", str(store.root), "--no-plots"]) == 0
     assert f"{top1:.2f}" in capsys.readouterr().out
+
+
+def test_where_the_root_takes_no_link_the_run_is_found_all_the_same(copy, capsys, monkeypatch) -> None:
+    suite, store = copy
+    (spec,) = plan(load_suite(suite)).runs
+    as_older_kdbench_stored(store, spec)
+
+    def read_only(*_args, **_kwargs):
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(os, "symlink", read_only)
+    capsys.readouterr()
+    assert main(["plan", str(suite), "--results-dir", str(store.root)]) == 0
+    captured = capsys.readouterr()
+    assert "1 done, 0 to train" in captured.out and "linked" not in captured.err
+    assert not os.path.lexists(store.root / "runs" / spec.run_id)
 
 
 def test_a_run_older_kdbench_trained_from_other_bytes_at_that_path_is_not_taken(copy, capsys) -> None:

@@ -12,6 +12,7 @@ import pytest
 from kdbench.cli import main
 from kdbench.results.store import ResultStore, atomic_write_json
 from kdbench.suite import load_suite, plan
+from tests.conftest import fabricated_result
 
 SMOKE = Path(__file__).resolve().parents[2] / "suites" / "smoke.yaml"
 # (method, seed) -> last-epoch top-1; the teacher is the one Teacher run
@@ -26,7 +27,7 @@ def results_root(tmp_path: Path) -> Path:
         if top1 is None:
             continue  # seed 2 of each student stays pending
         store.write_spec(spec)
-        record = {"top1_last": top1, "top5_last": 100.0, "top1_best": top1 + 1, "top5_best": 100.0, "epochs": 15}
+        record = fabricated_result(spec, top1_last=top1, top1_best=top1 + 1, epochs=15)
         atomic_write_json(store.run_dir(spec.run_id) / "result.json", record)
     return tmp_path
 
@@ -108,6 +109,6 @@ def test_report_command_imports_nothing_heavy() -> None:
 def test_report_plots(results_root: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["report", str(SMOKE), "--results-dir", str(results_root)]) == 0
     err = capsys.readouterr().err
-    assert "plots: methods (PNG and PDF" in err and "smoke/plots)" in err
+    assert "plots: methods," in err and "(PNG and PDF under" in err and "smoke/plots)" in err
     assert "skipped curves: no per-epoch metrics" in err  # fabricated records have no metrics.jsonl
     assert (results_root / "smoke" / "plots" / "methods.png").stat().st_size > 0

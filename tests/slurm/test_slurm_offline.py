@@ -16,6 +16,7 @@ from kdbench.executors.profile import available_profiles, load_profile
 from kdbench.executors.slurm import JobInfo, array_executor, state_from_job
 from kdbench.results.store import ResultStore, atomic_write_json
 from kdbench.suite import load_suite, plan
+from tests.conftest import fabricated_result
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = REPO / "kdbench" / "executors" / "slurm" / "profiles"
@@ -126,7 +127,7 @@ def test_job_states_map_to_run_states(tiny_runs: list, tmp_path: Path, job, stat
     assert (seen.status, seen.job_active) == (state, active)
     if state == "failed":
         assert seen.log_path == str(log) and seen.log_tail.endswith("the last words")
-    atomic_write_json(store.run_dir(spec.run_id) / "result.json", {"status": "done"})
+    atomic_write_json(store.run_dir(spec.run_id) / "result.json", fabricated_result(spec))
     assert state_from_job(store, spec, record, job).status == "done"  # the result decides, whatever SLURM says
 
 
