@@ -98,6 +98,18 @@ def test_the_id_holds_the_files_content_not_its_location(tmp_path: Path) -> None
     assert changed.run_id != at_b.run_id and changed.legacy_run_id == at_b.legacy_run_id
 
 
+def test_the_spec_a_job_reads_back_keeps_its_id_and_older_id(tmp_path: Path) -> None:
+    """spec.yaml and a SLURM job carry ``RunSpec.to_dict()``: the content hash and the older id travel with it."""
+    (spec,) = plan(load_suite(kd_suite(tmp_path, teacher_file(tmp_path / "resnet8.pth")))).runs
+    store = ResultStore(tmp_path / "results")
+    back = type(spec).from_dict(yaml.safe_load((store.write_spec(spec) / "spec.yaml").read_text()))
+    assert (back.run_id, back.teacher_sha256, back.legacy_run_id) == (
+        spec.run_id,
+        spec.teacher_sha256,
+        spec.legacy_run_id,
+    )
+
+
 def test_a_missing_file_keeps_the_location_based_id(tmp_path: Path) -> None:
     (spec,) = plan(load_suite(kd_suite(tmp_path, tmp_path / "nowhere.pth"))).runs
     assert spec.teacher_sha256 is None and spec.legacy_run_id is None
