@@ -46,6 +46,35 @@ def teacher_file_problems(runs: Sequence[RunSpec], c: Collector) -> None:
             c.add(where, f"{error}{hint}")
 
 
+def model_input_problems(runs: Sequence[RunSpec], c: Collector) -> None:
+    """Every model of the runs takes the data set's images (a 3-channel CIFAR network on 1-channel MNIST
+    would fail every run at its first batch): one forward on the meta device, no weights built."""
+    from kdbench.data import dataset_shape
+    from kdbench.models.flops import count_flops
+
+    checked: set[tuple[str, str, tuple]] = set()
+    for spec in runs:
+        if spec.not_applicable:
+            continue
+        shape = dataset_shape(spec.dataset)
+        for name in dict.fromkeys(n for n in (spec.teacher, spec.student) if n):
+            options = (spec.models or {}).get(name) or {}
+            key = (name, repr(sorted(options.items())), (shape.num_classes, *shape.image_shape))
+            if key in checked:
+                continue
+            checked.add(key)
+            try:
+                count_flops(name, shape.num_classes, shape.image_shape, options)
+            except (RuntimeError, ValueError) as error:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                size = "x".join(str(s) for s in shape.image_shape)
+                c.add(
+                    "dataset",
+                    f"{spec.dataset['name']}'s images ({size}) do not fit model {name}: {reason}; "
+                    "pair it with a data set of the shape it takes (the CIFAR networks take 3 channels)",
+                )
+
+
 def weights_problems(runs: Sequence[RunSpec], c: Collector) -> None:
     """Every local weights file a model option names (``models: {tv_resnet50: {weights: PATH}}``) exists,
     loads and fits the model. torchvision's named weights (``imagenet``) are fetched by torchvision when
@@ -81,7 +110,7 @@ def device_problems(device: str | None, runs: Sequence[RunSpec], c: Collector) -
     """The local device exists, and what the runs ask of it is what it will do."""
     import torch
 
-    name = device or "auto"
+    name = "auto" if device is None else device
     if name != "auto":
         try:
             resolved = torch.device(name)
@@ -96,6 +125,9 @@ def device_problems(device: str | None, runs: Sequence[RunSpec], c: Collector) -
             return
         if resolved.type not in ("cpu", "cuda", "mps"):
             c.add("--device", f"'{name}': kdbench trains on cpu or cuda")
+            return
+        if resolved.type == "mps" and not torch.backends.mps.is_available():
+            c.add("--device", f"'{name}': this machine has no Apple GPU (MPS) that torch can use; use --device cpu")
             return
     on_cuda = name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())
     if not on_cuda and any(spec.training.get("precision") == "bf16" for spec in runs):
@@ -112,6 +144,7 @@ def check_before_training(
     """Raise ``ValidationError`` (under ``source``, the suite file) listing every problem; ``local``: also
     check this machine's device."""
     c = Collector()
+    model_input_problems(runs, c)
     teacher_file_problems(runs, c)
     weights_problems(runs, c)
     if local:

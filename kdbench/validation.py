@@ -46,6 +46,25 @@ def describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
+#: the limits of Linux file systems: a name of 255 bytes, a path of 4095
+NAME_MAX, PATH_MAX = 255, 4095
+
+
+def path_problem(path: str) -> str | None:
+    """Why ``path`` cannot name a file on this system (a NUL byte, a part over 255 bytes, over 4095 bytes in
+    all), or None: checked before the operating system is asked, which would answer with a traceback."""
+    shown = repr(path) if len(path) <= 80 else f"{path[:60]!r}... ({len(path)} characters)"
+    if "\0" in path:
+        return f"{shown} holds a NUL byte, which no file name can"
+    encoded = path.encode("utf-8", errors="surrogateescape")
+    if len(encoded) > PATH_MAX:
+        return f"{shown} is {len(encoded)} bytes long; a path has at most {PATH_MAX}"
+    longest = max(encoded.split(b"/"), key=len)
+    if len(longest) > NAME_MAX:
+        return f"{shown} has a part of {len(longest)} bytes; a file or folder name has at most {NAME_MAX}"
+    return None
+
+
 class Collector:
     """Gathers problems while a document is checked; ``raise_if_any`` ends the check."""
 
@@ -54,6 +73,13 @@ class Collector:
 
     def add(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
+
+    def check_path(self, path: str, value: Any) -> bool:
+        """``value`` (a string) can name a file here (``path_problem``); False, with the problem added, if not."""
+        problem = path_problem(value) if isinstance(value, str) else None
+        if problem:
+            self.add(path, problem)
+        return problem is None
 
     def has_problems_under(self, path: str) -> bool:
         return any(p.path == path or p.path.startswith(f"{path}.") for p in self.problems)

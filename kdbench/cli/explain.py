@@ -87,6 +87,12 @@ def run(args: argparse.Namespace) -> int:
     from kdbench.explain.runner import ExplainError, explain_suite
 
     options = _options(args)
+    from kdbench.preflight import device_problems
+    from kdbench.validation import Collector
+
+    device = Collector()  # the device explain computes on: named here, not by a traceback from torch
+    device_problems(None if args.device == "auto" else args.device, (), device)
+    device.raise_if_any("kdbench explain")
     suite, runs = plan_from_args(args)
     store = store_from_args(args, runs.runs)
     try:

@@ -117,16 +117,37 @@ def print_summary_table(args: argparse.Namespace, runs, store) -> None:
     print(report.to_markdown())
 
 
+def check_output_options(args: argparse.Namespace) -> None:
+    """``--name`` is a base name of files in the report's folder, never a path; ``--out`` a folder that takes
+    writes: both checked before anything is read, so no file lands outside where it was asked."""
+    from kdbench.results.store import results_root_problem
+    from kdbench.suite import SAFE_NAME
+
+    if args.name is not None and (not SAFE_NAME.fullmatch(args.name) or ".." in args.name):
+        shown = repr(args.name) if len(args.name) <= 80 else f"{args.name[:60]!r}... ({len(args.name)} characters)"
+        raise UserError(
+            f"--name {shown} is not a base name: 1-64 letters, digits, '.', '_', '-' or '+', starting with a "
+            "letter or digit, without '..' (the files go under --out, or <results root>/<suite name>/)"
+        )
+    problem = results_root_problem(args.out, option="--out") if args.out is not None else None
+    if problem:
+        raise UserError(problem)
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from kdbench.results.report import write_report
 
+    check_output_options(args)
     suite, runs = plan_from_args(args)
     store = store_from_args(args, runs.runs)
     report, frame = make_report(args, suite, runs, store)
     out = Path(store.suite_dir(suite.name) if args.out is None else args.out)
-    written = write_report(report, frame, out, name=args.name)
+    try:
+        written = write_report(report, frame, out, name=args.name)
+    except OSError as error:  # a folder made read-only, a full disk: after the checks, before any file is whole
+        raise UserError(f"cannot write the report under {out}: {error.strerror or error}") from None
     sys.stdout.write(report.render(args.format))
     from kdbench.explain.tables import explain_section  # kdbench explain's score tables, where they exist
 
@@ -135,12 +156,14 @@ def run(args: argparse.Namespace) -> int:
     lines = [f"wrote {', '.join(files)} under {out}"]
     if not args.no_plots:
         from kdbench.results.plots import curve_runs, curves_frame, plot_all
-
-        curves = curves_frame(store.run_dir(run_id) for run_id in curve_runs(frame))
-        summary = plot_all(frame, report, out, curves, plots_dir=written["plots"])
         from kdbench.results.practitioner import plot_practitioner  # KD vs no KD, size, FLOPs, confusion, per class
 
-        practitioner = plot_practitioner(frame, report, store, written["plots"])
+        curves = curves_frame(store.run_dir(run_id) for run_id in curve_runs(frame))
+        try:
+            summary = plot_all(frame, report, out, curves, plots_dir=written["plots"])
+            practitioner = plot_practitioner(frame, report, store, written["plots"])
+        except OSError as error:
+            raise UserError(f"cannot write the plots under {written['plots']}: {error.strerror or error}") from None
         summary.written += practitioner.written
         summary.skipped.update(practitioner.skipped)
         names = sorted({p.stem for p in summary.written})

@@ -43,6 +43,7 @@ from kdbench.results.paper import (
     resolve_tables,
 )
 from kdbench.results.stats import CONFIDENCE, TEST_NAME, summarize, t_quantile
+from kdbench.results.store import atomic_write_bytes
 
 VALUES = STATISTICS  # --metric last|best|selected; any other name is a stored metric (see resolve_metric)
 FORMATS = ("markdown", "latex", "csv")
@@ -1175,8 +1176,7 @@ def write_report(report: Report, frame: pd.DataFrame, out: str | Path, *, name: 
     """
     suffix = report.provenance.suffix() if report.provenance is not None else ""
     paths = report_paths(out, suffix, name)
-    paths["markdown"].parent.mkdir(parents=True, exist_ok=True)
-    for fmt in FORMATS:
-        paths[fmt].write_text(report.render(fmt), encoding="utf-8")
-    runs_table(frame).to_csv(paths["runs"], index=False, lineterminator="\n")
+    for fmt in FORMATS:  # each file whole or not at all: a full disk leaves the old one, not half a new one
+        atomic_write_bytes(paths[fmt], report.render(fmt).encode("utf-8"))
+    atomic_write_bytes(paths["runs"], runs_table(frame).to_csv(index=False, lineterminator="\n").encode("utf-8"))
     return paths

@@ -141,6 +141,8 @@ def read_result(path: Path) -> dict[str, Any] | None:
     problems = _type_problems(record)
     if problems:
         raise ResultUnreadable(f"{path}: {'; '.join(problems)}")
+    if record["status"] != "done":  # the writer writes 'done' only: anything else was not written by it
+        raise ResultUnreadable(f"{path}: status is {record['status']!r}; a finished run's record says 'done'")
     return record
 
 

@@ -71,10 +71,15 @@ def is_unwritable(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in UNWRITABLE_ERRNOS
 
 
-def results_root_problem(root: str | Path, *, writing: bool = True) -> str | None:
-    """Why ``root`` cannot serve as the results root (a regular file on its path; with ``writing``, no
-    write permission), or None. Checked before a command starts, so that its first read or write does not
-    fail with a traceback after compute is spent."""
+def results_root_problem(root: str | Path, *, writing: bool = True, option: str = "--results-dir") -> str | None:
+    """Why ``root`` cannot serve as the results root (or the folder ``option`` names): a path the system
+    cannot take, a regular file on its path, with ``writing`` no write permission; or None. Checked before a
+    command starts, so that its first read or write does not fail with a traceback after compute is spent."""
+    from kdbench.validation import path_problem
+
+    problem = path_problem(str(root))
+    if problem:
+        return f"{option}: {problem}"
     root = Path(root)
     existing = root
     while not existing.exists():
@@ -83,14 +88,14 @@ def results_root_problem(root: str | Path, *, writing: bool = True) -> str | Non
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
         where = "it" if existing == root else f"{existing}, on its path,"
-        return f"--results-dir {root}: {where} is a regular file, not a folder; name a folder (it is created)"
+        return f"{option} {root}: {where} is a regular file, not a folder; name a folder (it is created)"
     if writing:
         try:  # a real write: permissions, a read-only mount and a full quota all answer here
             fd, probe = tempfile.mkstemp(dir=existing, prefix=".kdbench-write-check.")
         except OSError as error:
             where = "" if existing == root else f" ({existing} exists and the rest would be created in it)"
             reason = error.strerror or str(error)
-            return f"--results-dir {root}: cannot write there ({reason}){where}; name a folder you can write to"
+            return f"{option} {root}: cannot write there ({reason}){where}; name a folder you can write to"
         os.close(fd)
         os.unlink(probe)
     return None

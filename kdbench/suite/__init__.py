@@ -123,10 +123,22 @@ def load_suite(
             f"{shown} is not a safe name: results go to <results>/<name>/, so a name is 1-64 letters, digits, "
             "'.', '_', '-' or '+', starting with a letter or digit, without '..'",
         )
+    elif str(name) == "runs":
+        c.add(
+            "name" if "name" in document else "(file name)",
+            "'runs' is taken: <results>/runs/ holds the runs themselves",
+        )
     # epochs cut on the command line (a quick try) leave the file's later milestones unreached on purpose
-    shortened = any(key.startswith("schedule") or key.startswith("teachers.") for key, _ in parsed)
+    # (only when the epochs are what the command line sets: a milestone set there is checked like any other)
+    shortened = any(
+        key.split(".")[-1] == "epochs" or (isinstance(value, dict) and "epochs" in value)
+        for key, value in parsed
+        if key.startswith(("schedule", "teachers.", "pairs"))
+    )
     points = expand_sweeps(document, SWEEPABLE, c)
     variants = tuple(_variant(swept, variant, c, shortened, recorded_teacher_files) for swept, variant in points)
+    if not c.problems:
+        _check_excludes_match(variants, c)
     _blame_overrides(c, parsed, file_labels)
     c.raise_if_any(source)
     reproduces = document.get("reproduces")
@@ -162,6 +174,14 @@ def _variant(
         model_options=resolve_models(document.get("models"), c),
         chains=resolve_chains(document.get("chains"), teachers, c),
     )
+    if document.get("pairs") is None and not document.get("chains"):
+        c.add(
+            "pairs", "the suite has no pairs (and no chains): nothing would train; add pairs: [[teacher, student], ...]"
+        )
+    elif document.get("pairs") is not None and document.get("methods") is None:
+        c.add(
+            "methods", "the suite has pairs but no methods: add methods: {Vanilla: {use: vanilla}, KD: {use: kd}, ...}"
+        )
     if not c.problems:
         _check_across_sections(variant, document, c)
     return variant
@@ -203,6 +223,27 @@ def _check_across_sections(variant: SuiteVariant, document: dict, c: Collector) 
                 c.add(f"methods.{method.label}", f"{reasons[0]} (with these parameters the method applies to no pair)")
 
 
+def _check_excludes_match(variants: Sequence[SuiteVariant], c: Collector) -> None:
+    """An exclude that leaves out no cell of any sweep point is a mistake (a seed or a student the suite
+    does not have): say so rather than run what the user meant to leave out."""
+    count = max((len(v.excludes) for v in variants), default=0)
+    for i in range(count):
+        matched = any(
+            i < len(v.excludes) and v.excludes[i].matches(teacher, student, method.label, seed)
+            for v in variants
+            for teacher, student in v.pairs
+            for method in v.methods_of(teacher, student)
+            for seed in v.seeds
+        )
+        if not matched:
+            v = variants[0]
+            c.add(
+                f"excludes[{i}]",
+                f"matches no cell of the suite (pairs {', '.join(f'[{t}, {s}]' for t, s in v.pairs)}; "
+                f"methods {', '.join(m.label for m in v.methods)}; seeds {list(v.seeds)}), so it leaves nothing out",
+            )
+
+
 def _blame_overrides(c: Collector, overrides: Sequence[tuple[str, Any]], file_labels: Sequence[str]) -> None:
     """Say which problems come from the command line, not the file, and catch a mistyped label there
     (``methods.KDD.kd.temperature=2`` when the suite has ``KD``: a new label, not an unknown method)."""
@@ -214,7 +255,11 @@ def _blame_overrides(c: Collector, overrides: Sequence[tuple[str, Any]], file_la
             c.add(key, f"{unknown_name_message('method label', parts[1], file_labels)} (set on the command line)")
             continue
         for i, problem in enumerate(c.problems):
-            if problem.path == key or problem.path.startswith(f"{key}.") or key.startswith(f"{problem.path}."):
+            if (
+                problem.path == key
+                or problem.path.startswith((f"{key}.", f"{key}["))
+                or key.startswith(f"{problem.path}.")
+            ):
                 c.problems[i] = Problem(problem.path, f"{problem.message} (set on the command line: {key}={value})")
 
 

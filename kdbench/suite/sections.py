@@ -172,6 +172,8 @@ def resolve_dataset(dataset: Any, c: Collector) -> DatasetConfig | None:
         c.add("dataset.loader", unknown_name_message("loader", loader, kinds))
     if dataset.get("root") is not None and not isinstance(dataset["root"], str):
         c.add("dataset.root", f"expected a path, got {describe(dataset['root'])}")
+    for key in ("root", "cache_dir", "folder"):  # where the data lives: a path the system can take
+        c.check_path(f"dataset.{key}", dataset.get(key))
     if "download" in dataset and not isinstance(dataset["download"], bool):
         c.add("dataset.download", f"expected true or false, got {describe(dataset['download'])}")
     for key, default in params.items():
@@ -259,6 +261,7 @@ def resolve_models(models: Any, c: Collector) -> dict[str, dict]:
             c.add(f"models.{name}", f"{canonical} takes no options")
             continue
         c.unknown_keys(f"models.{name}", options, valid)
+        c.check_path(f"models.{name}.weights", options.get("weights"))
         # an option at the family's own default is no option: the run (and its id) is the plain model's
         given = {
             key: value

@@ -35,6 +35,8 @@ def resolve_teachers(
     if checkpoint_dir is not None and not isinstance(checkpoint_dir, str):
         c.add("teacher_checkpoints", f"expected a folder path, got {describe(checkpoint_dir)}")
         checkpoint_dir = None
+    if checkpoint_dir is not None and not c.check_path("teacher_checkpoints", checkpoint_dir):
+        checkpoint_dir = None
     if teachers is None:
         return ()
     if not isinstance(teachers, Mapping):
@@ -56,6 +58,8 @@ def resolve_teachers(
         checkpoint = settings.get("checkpoint")
         if checkpoint is not None and not isinstance(checkpoint, str):
             c.add(f"{path}.checkpoint", f"expected a path, got {describe(checkpoint)}")
+            checkpoint = None
+        if checkpoint is not None and not c.check_path(f"{path}.checkpoint", checkpoint):
             checkpoint = None
         seed = settings.get("seed", 0)
         if not isinstance(seed, int) or isinstance(seed, bool):
@@ -389,6 +393,9 @@ def resolve_excludes(excludes: Any, c: Collector) -> tuple[Exclude, ...]:
             c.add(path, f"expected a mapping, got {describe(exclude)}")
             continue
         c.unknown_keys(path, exclude, list(EXCLUDE_KEYS))
+        if not exclude:
+            c.add(path, f"names no cell: give at least one of {', '.join(EXCLUDE_KEYS)}")
+            continue
         teacher = student = None
         if "pair" in exclude:
             pair = exclude["pair"]

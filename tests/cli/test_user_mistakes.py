@@ -82,6 +82,35 @@ CASES: list[tuple[str, Any, list[str], str]] = [
     ),
     ("override-typo-label", {}, ["methods.KDD.kd.temperature=2"], "Unknown method label 'KDD'. Did you mean 'KD'?"),
     ("override-blamed-on-command-line", {}, ["schedule.lr=-1"], "(set on the command line: schedule.lr=-1)"),
+    (
+        "override-of-a-list-blamed-on-command-line",
+        {},
+        ["pairs=[[resnet8,resnet57]]"],
+        "(set on the command line: pairs=[['resnet8', 'resnet57']])",
+    ),
+    # found by the second audit (session 4)
+    ("no-pairs", {"pairs": None}, [], "pairs: the suite has no pairs (and no chains): nothing would train"),
+    ("no-methods", {"methods": None}, [], "methods: the suite has pairs but no methods"),
+    (
+        "milestones-beyond-with-another-override",
+        {"schedule": {"epochs": 3, "milestones": [5]}},
+        ["schedule.lr=0.1"],
+        "beyond the last epoch",
+    ),
+    ("milestones-beyond-set-on-the-command-line", {}, ["schedule.milestones=[1,9]"], "beyond the last epoch"),
+    ("exclude-matching-nothing", {"excludes": [{"seed": 7}]}, [], "excludes[0]: matches no cell of the suite"),
+    ("exclude-naming-nothing", {"excludes": [{}]}, [], "excludes[0]: names no cell"),
+    ("name-runs", {"name": "runs"}, [], "'runs' is taken"),
+    ("teacher-path-nul", {"teachers": {"resnet8": {"checkpoint": "/tmp/a\x00b.pth"}}}, [], "holds a NUL byte"),
+    (
+        "teacher-path-part-too-long",
+        {"teachers": {"resnet8": {"checkpoint": "/tmp/" + "c" * 300 + ".pth"}}},
+        [],
+        "a file or folder name has at most 255",
+    ),
+    ("teacher-folder-nul", {}, ['teacher_checkpoints="/tmp/a\\0b"'], "holds a NUL byte"),
+    ("data-root-too-long", {}, ["dataset.root=/tmp/" + "d" * 300], "dataset.root:"),
+    ("model-does-not-take-the-images", {"dataset": {"name": "mnist"}}, [], "do not fit model resnet8"),
 ]
 
 
@@ -121,6 +150,60 @@ def test_a_quick_try_may_cut_epochs_below_the_milestones(tmp_path: Path) -> None
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(tiny_suite(schedule={"epochs": 9, "milestones": [5, 8]})))
     assert load_suite(path, ["schedule.epochs=2"]).variants[0].schedule.epochs == 2
+
+
+#: (options, expected) for `kdbench report` on the tiny suite: refused before anything is written
+REPORT_CASES = [
+    pytest.param(["--name", "../../ESCAPED"], "--name '../../ESCAPED' is not a base name", id="report-name-escapes"),
+    pytest.param(["--name", "/tmp/ESCAPED"], "is not a base name", id="report-name-absolute"),
+    pytest.param(["--name", "n" * 300], "(300 characters) is not a base name", id="report-name-300-chars"),
+    pytest.param(
+        ["--out", "TMP/a-file/out"], "--out TMP/a-file/out: TMP/a-file, on its path,", id="report-out-under-a-file"
+    ),
+    pytest.param(["--out", "TMP/" + "o" * 300], "--out: ", id="report-out-too-long"),
+]
+
+
+@pytest.mark.parametrize(("options", "expected"), REPORT_CASES)
+def test_report_refuses_a_place_it_must_not_write(options: list[str], expected: str, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "sub" / "suite.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(tiny_suite()))
+    (tmp_path / "a-file").write_text("")
+    options = [option.replace("TMP", str(tmp_path)) for option in options]
+    before = sorted(p for p in tmp_path.parent.rglob("*") if "ESCAPED" in p.name)
+    code = main(["report", str(path), "--results-dir", str(tmp_path / "sub" / "results"), "--no-plots", *options])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected.replace("TMP", str(tmp_path)) in err and "Traceback" not in err
+    assert sorted(p for p in tmp_path.parent.rglob("*") if "ESCAPED" in p.name) == before
+
+
+def test_report_that_cannot_write_its_folder_says_so(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A full disk or a folder made read-only after the checks: one message, exit 2, no half-written file."""
+    import errno
+
+    from kdbench.results import store
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(tiny_suite()))
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.tempfile, "mkstemp", full_disk)
+    code = main(["report", str(path), "--results-dir", str(tmp_path / "results"), "--no-plots", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write" in err and "No space left on device" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("report*"))
+
+
+def test_explain_refuses_a_device_this_machine_lacks(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(tiny_suite()))
+    code = main(["explain", str(path), "--results-dir", str(tmp_path / "results"), "--device", "tpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'tpu' is not a device" in err and "Traceback" not in err
 
 
 def _teacher_file(tmp_path: Path, name: str, num_classes: int) -> str:
@@ -177,6 +260,15 @@ RUN_CASES = [
         {}, [], ["--results-dir", "TMP/a-file/results"], "TMP/a-file, on its path,", id="results-dir-under-a-file"
     ),
     pytest.param({}, [], ["--executor", "slurm"], "--executor slurm needs --profile", id="slurm-without-profile"),
+    pytest.param({}, [], ["--device", ""], "'' is not a device", id="device-empty"),
+    pytest.param({}, [], ["--device", "mps"], "no Apple GPU (MPS)", id="device-mps-without-one"),
+    pytest.param(
+        {},
+        [],
+        ["--results-dir", "TMP/" + "r" * 300],
+        "a file or folder name has at most 255",
+        id="results-dir-too-long",
+    ),
 ]
 
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def a_record() -> dict:
     values = {"integer": 3, "number": 1.5, "string": "x", "object": {}, "array": [], "boolean": False, "null": None}
-    return {f.name: values[f.types[0]] for f in RESULT_FIELDS if f.name != "schema_version"}
+    return {**{f.name: values[f.types[0]] for f in RESULT_FIELDS if f.name != "schema_version"}, "status": "done"}
 
 
 def test_a_written_record_reads_back(tmp_path: Path) -> None:
@@ -45,7 +45,16 @@ def test_writing_refuses_a_record_that_does_not_fit() -> None:
 
 
 @pytest.mark.parametrize(
-    "content", [b"", b'{"run_id": "abc", "top1_l', b"\xff\xfe not utf-8", b"[1, 2]", b'{"schema_version": 99}']
+    "content",
+    [
+        b"",
+        b'{"run_id": "abc", "top1_l',
+        b"\xff\xfe not utf-8",
+        b"[1, 2]",
+        b'{"schema_version": 99}',
+        b'{"status": "done"}',
+        json.dumps({**a_record(), "status": "failed"}).encode(),
+    ],
 )
 def test_damaged_records_are_unreadable_not_a_crash(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "result.json").write_bytes(content)
