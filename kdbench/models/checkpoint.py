@@ -104,16 +104,25 @@ def from_crd_state_dict(
 
 
 def _read(path: Path) -> Any:
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise ValueError(f"checkpoint file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: the file is empty (0 bytes), not a checkpoint (a copy that did not finish?)")
+    with open(path, "rb") as file:
+        head = file.read(2)
+    if head != b"PK" and not head.startswith(b"\x80"):  # torch.save writes a zip archive; older ones a pickle
+        raise ValueError(f"{path}: not a PyTorch checkpoint file (neither torch.save's zip archive nor a pickle)")
     try:
         # the CRD code's final *_last.pth also pickles its argparse options
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several kinds for a file that is not a safe checkpoint
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]  # torch's first line says it
         raise ValueError(
             f"{path}: cannot be read as a PyTorch checkpoint (only tensors, plain values and argparse options "
-            f"are unpickled, for safety): {error}"
+            f"are unpickled, for safety): {reason}"
         ) from None
 
 

@@ -247,7 +247,7 @@ def _check_excludes_match(variants: Sequence[SuiteVariant], c: Collector) -> Non
 def _blame_overrides(c: Collector, overrides: Sequence[tuple[str, Any]], file_labels: Sequence[str]) -> None:
     """Say which problems come from the command line, not the file, and catch a mistyped label there
     (``methods.KDD.kd.temperature=2`` when the suite has ``KD``: a new label, not an unknown method)."""
-    for key, value in overrides:
+    for key, value in dict(overrides).items():  # a key set twice: the value that counts, noted once
         parts = key.split(".")
         if parts[0] == "methods" and len(parts) > 2 and parts[1] not in file_labels and file_labels:
             label = f"methods.{parts[1]}"

@@ -41,9 +41,29 @@ SuiteLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+012
 
 
 class DuplicateKey(yaml.YAMLError):
-    def __init__(self, key: Any, line: int):
+    def __init__(self, key: Any, line: int, mapping: yaml.MappingNode | None = None):
         super().__init__(f"key '{key}' appears twice in one mapping (line {line}); YAML would keep only the last")
-        self.key, self.line = key, line
+        self.key, self.line, self.mapping = key, line, mapping
+
+
+def _path_to(root: yaml.Node, target: yaml.Node) -> str | None:
+    """The dotted key path (``methods.KD``, ``pairs[1]``) from ``root`` to the node ``target``, or None."""
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if node is target:
+            return path
+        if id(node) in seen:  # an alias: its first place is its path
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                stack.append((value, f"{path}.{name}" if path else str(name)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((value, f"{path}[{i}]") for i, value in enumerate(node.value))
+    return None
 
 
 def _construct_mapping(loader: SuiteLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -51,7 +71,7 @@ def _construct_mapping(loader: SuiteLoader, node: yaml.MappingNode, deep: bool =
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
-            raise DuplicateKey(key, key_node.start_mark.line + 1)
+            raise DuplicateKey(key, key_node.start_mark.line + 1, node)
         seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
@@ -110,7 +130,14 @@ def parse_yaml(text: str, source: str) -> Any:
     try:
         return loader.construct_document(node)
     except DuplicateKey as error:
-        raise ValidationError(source, [Problem(str(error.key), str(error))]) from None
+        where = _path_to(node, error.mapping) if error.mapping is not None else None
+        key = f"{where}.{error.key}" if where else str(error.key)
+        raise ValidationError(source, [Problem(key, str(error))]) from None
+    except yaml.constructor.ConstructorError as error:
+        if "merge" in str(error):  # a YAML 1.1 feature the safe reader does not take; includes do the job
+            message = "YAML merge keys (<<: *anchor) are not supported; share settings with include: instead"
+            raise ValidationError(source, [Problem("", message)]) from None
+        raise ValidationError(source, [Problem("", f"not valid YAML: {error}")]) from None
     except yaml.YAMLError as error:
         raise ValidationError(source, [Problem("", f"not valid YAML: {error}")]) from None
     finally:

@@ -172,7 +172,13 @@ def resolve_chains(chains: Any, teachers: tuple[TeacherConfig, ...], c: Collecto
         if len(entries) != len(names) - 1:
             c.add(f"{path}.method", f"expected one method per link ({len(names) - 1}), got {len(entries)}")
             continue
-        methods = [resolve_method(str(label), entry, c) for entry in entries]
+        listed = isinstance(settings.get("method"), list)
+        if label_problem(str(label)):
+            c.add(path, label_problem(str(label)))
+        methods = [
+            resolve_method(str(label), entry, c, f"{path}.method" + (f"[{i}]" if listed else ""))
+            for i, entry in enumerate(entries)
+        ]
         if any(m is None for m in methods):
             continue
         resolved.append(ChainConfig(str(label), tuple(names), tuple(methods), choices))  # type: ignore[arg-type]
@@ -293,17 +299,24 @@ def resolve_methods(methods: Any, c: Collector) -> tuple[MethodConfig, ...]:
     return tuple(m for m in resolved if m is not None)
 
 
-def resolve_method(label: str, settings: Any, c: Collector) -> MethodConfig | None:
+def label_problem(label: str) -> str | None:
+    """Why ``label`` cannot be a row's label (it is shown in tables and used in file names), or None."""
+    if not label.strip() or any(ch in label for ch in "/\\") or not label.isprintable():
+        return (
+            "a label is a name shown in tables and used in file names: "
+            f"no '/', '\\' or control characters, got {label!r}"
+        )
+    return None
+
+
+def resolve_method(label: str, settings: Any, c: Collector, path: str | None = None) -> MethodConfig | None:
     """A method entry: ``kd: {}``, ``kd: {temperature: 2}`` or ``SRKD: {use: [kd, srkd], srkd: {weight: 0.1}}``."""
     from kdbench.methods import METHODS, default_ce_weight
 
-    path = f"methods.{label}"
-    if not label.strip() or any(ch in label for ch in "/\\") or not label.isprintable():
-        c.add(
-            path,
-            "a label is a name shown in tables and used in file names: "
-            f"no '/', '\\' or control characters, got {label!r}",
-        )
+    if path is None:  # a chain's links are checked under chains.<label>.method, its label by the chain
+        path = f"methods.{label}"
+        if label_problem(label):
+            c.add(path, label_problem(label))
     if settings is None:
         settings = {}
     if isinstance(settings, (str, list)):

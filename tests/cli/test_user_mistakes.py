@@ -111,6 +111,23 @@ CASES: list[tuple[str, Any, list[str], str]] = [
     ("teacher-folder-nul", {}, ['teacher_checkpoints="/tmp/a\\0b"'], "holds a NUL byte"),
     ("data-root-too-long", {}, ["dataset.root=/tmp/" + "d" * 300], "dataset.root:"),
     ("model-does-not-take-the-images", {"dataset": {"name": "mnist"}}, [], "do not fit model resnet8"),
+    ("duplicate-nested-key-by-path", "methods:\n  KD: {use: kd}\n  KD: {use: kd}\n", [], "methods.KD: key 'KD'"),
+    ("yaml-merge-key", "base: &b {epochs: 2}\nschedule:\n  <<: *b\n", [], "YAML merge keys (<<: *anchor)"),
+    (
+        "chain-label-slash",
+        {
+            "teachers": {"resnet8": {}, "resnet14": {}},
+            "chains": {"TA/KD": {"models": ["resnet14", "resnet8", "resnet8"]}},
+        },
+        [],
+        "chains.TA/KD: a label is a name",
+    ),
+    (
+        "override-set-twice-noted-once",
+        {},
+        ["schedule.lr=-1", "schedule.lr=-2"],
+        "got -2 (set on the command line: schedule.lr=-2)\n",
+    ),
 ]
 
 
@@ -254,6 +271,27 @@ RUN_CASES = [
         "the file has 100 classes",
         id="teacher-file-other-class-count",
     ),
+    pytest.param(
+        {"teachers": {"resnet8": {"checkpoint": "EMPTY"}}},
+        [],
+        [],
+        "the file is empty (0 bytes)",
+        id="teacher-file-empty",
+    ),
+    pytest.param(
+        {"teachers": {"resnet8": {"checkpoint": "GARBAGE"}}},
+        [],
+        [],
+        "not a PyTorch checkpoint file",
+        id="teacher-file-garbage",
+    ),
+    pytest.param(
+        {"teachers": {"resnet8": {"checkpoint": "FOLDER"}}},
+        [],
+        [],
+        "is a folder, not a checkpoint",
+        id="teacher-folder",
+    ),
     # the results root: a regular file on its path (TMP: the test's folder, holding a file named a-file)
     pytest.param({}, [], ["--results-dir", "TMP/a-file"], "is a regular file, not a", id="results-dir-is-a-file"),
     pytest.param(
@@ -277,6 +315,10 @@ def test_run_refuses_before_creating_any_run_directory(
     suite: Any, overrides: list[str], options: list[str], expected: str, tmp_path: Path, capsys
 ) -> None:
     files = {"ARCH": _teacher_file(tmp_path, "resnet14", 4), "CLASSES": _teacher_file(tmp_path, "resnet8", 100)}
+    (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "garbage.pth").write_bytes(bytes(range(7, 200)))
+    (tmp_path / "folder.pth").mkdir()
+    files.update({name.upper(): str(tmp_path / f"{name}.pth") for name in ("empty", "garbage", "folder")})
     for settings in (suite.get("teachers") or {}).values():
         if settings.get("checkpoint") in files:
             settings["checkpoint"] = files[settings["checkpoint"]]
