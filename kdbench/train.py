@@ -13,9 +13,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import multiprocessing
 import os
 import platform
 import subprocess
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -58,6 +60,16 @@ class RunFailed(Exception):
 
 class NonFiniteLoss(RunFailed):
     pass
+
+
+@dataclass
+class CallReport:
+    """What one ``train_run`` call did, for callers that tell the user: the epochs its checkpoint held when
+    it started (0: trained from the first epoch) and the epochs it trained (0 for a done run: its result
+    was rebuilt from a checkpoint that held every epoch). Init-stage epochs count too."""
+
+    resumed_epochs: int = 0
+    trained_epochs: int = 0
 
 
 def cpu_threads() -> int:
@@ -224,25 +236,65 @@ def _save_checkpoint(path: Path, state: dict) -> None:
         raise OSError(f"{path}: wrote {path.stat().st_size} of {len(data)} bytes")
 
 
-def _load_checkpoint(path: Path, device: torch.device) -> dict | None:
+def _load_checkpoint(path: Path, device: torch.device, run_id: str) -> dict | None:
     """The newest checkpoint that loads: ``path``, else checkpoint.prev.pt (one epoch older; it becomes
-    ``path``); a damaged file is kept beside as checkpoint.damaged.pt, with a warning. None: train afresh."""
+    ``path``). A damaged file is kept beside under its own name (checkpoint.damaged.pt,
+    checkpoint.prev.damaged.pt), and one line on stderr says what was found and where training goes on.
+    None: train from the first epoch."""
     previous = path.with_name(PREVIOUS_CHECKPOINT_FILE)
+    said: list[str] = []
     for candidate in (path, previous):
         if not candidate.exists():
+            if candidate == path and previous.exists():  # killed between the two renames of _save_checkpoint
+                said.append(f"{path.name} is missing")
             continue
         try:
             state = torch.load(candidate, map_location=device, weights_only=False)
         except Exception as error:  # torch raises several kinds for a truncated or garbled file
-            kept = candidate.with_name("checkpoint.damaged.pt")
+            kept = candidate.with_name(candidate.name.removesuffix(".pt") + ".damaged.pt")
+            why = _why_unreadable(candidate, error)
             os.replace(candidate, kept)
-            warnings.warn(f"{candidate} is damaged ({type(error).__name__}); kept as {kept.name}", stacklevel=2)
+            said.append(f"{candidate.name} is damaged ({why}); kept as {kept.name}")
             continue
         if candidate != path:
             os.replace(candidate, path)
-            warnings.warn(f"resuming from the checkpoint before it ({state.get('epoch')} epochs)", stacklevel=2)
+            done = state.get("epoch", 0)
+            said.append(f"resuming from {candidate.name} at epoch {done + 1} ({_count(done, 'epoch')} done)")
+        if said:
+            notice(f"{run_id}: " + "; ".join(said))
         return state
+    if said:
+        notice(f"{run_id}: " + "; ".join(said) + "; no checkpoint left that loads: training restarts from epoch 1")
     return None
+
+
+def _why_unreadable(path: Path, error: Exception) -> str:
+    """A short reason a file did not load: its first sentence (torch's go on for lines), or that it is empty."""
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    text = str(error).strip().split(". ")[0].splitlines()[0] if str(error).strip() else ""
+    return text[:120] if text else type(error).__name__
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def notice(line: str) -> None:
+    """One line for the user on stderr in kdbench's voice ("kdbench: ..."), not torn into progress bars.
+
+    Through ``tqdm.write``, which lifts this process's bars around the line. A worker process of the local
+    executor has no bars of its own (its parent draws them on the same terminal): there the bar's line is
+    cleared first, and the bar comes back below at its next update.
+    """
+    from tqdm.auto import tqdm
+
+    stream = sys.stderr
+    text = f"kdbench: {line}"
+    if multiprocessing.parent_process() is not None and getattr(stream, "isatty", lambda: False)():
+        text = "\r\x1b[K" + text
+    tqdm.write(text, file=stream)
+    stream.flush()
 
 
 def _write_metrics(path: Path, metrics: list[dict]) -> None:
@@ -256,23 +308,32 @@ def train_run(
     data_root: str | None = None,
     progress: bool = False,
     stop_after_epochs: int | None = None,
+    report: CallReport | None = None,
 ) -> dict:
     """Train (or resume) the run in ``run_dir``; returns the result record, also written to result.json.
 
     ``stop_after_epochs`` ends the process's work after that many epochs of this call (tests use it to
-    interrupt a run at an epoch boundary; kill -9 interrupts it anywhere).
+    interrupt a run at an epoch boundary; kill -9 interrupts it anywhere). ``report``, when given, is
+    filled in with where the call started and how many epochs it trained.
     """
     run_dir = Path(run_dir)
     spec = read_spec(run_dir)
+    report = report if report is not None else CallReport()
     try:
-        return _train(spec, run_dir, resolve_device(device), data_root, progress, stop_after_epochs)
+        return _train(spec, run_dir, resolve_device(device), data_root, progress, stop_after_epochs, report)
     except RunFailed as error:
         write_failure(run_dir, error, expected=True)
         raise
 
 
 def _train(
-    spec: RunSpec, run_dir: Path, device: torch.device, data_root: str | None, progress: bool, stop_after: int | None
+    spec: RunSpec,
+    run_dir: Path,
+    device: torch.device,
+    data_root: str | None,
+    progress: bool,
+    stop_after: int | None,
+    report: CallReport,
 ) -> dict:
     started = time.perf_counter()
     if device.type == "cpu":
@@ -323,7 +384,7 @@ def _train(
     checkpoint_path = run_dir / "checkpoint.pt"
     metrics: list[dict] = []
     start_epoch = 0
-    state = _load_checkpoint(checkpoint_path, device)
+    state = _load_checkpoint(checkpoint_path, device, spec.run_id)
     if state is not None and state.get("run_id") != spec.run_id:
         raise RunFailed(f"{checkpoint_path} belongs to run {state.get('run_id')}; move it away to retrain")
     if state is not None and state.get("version") != CHECKPOINT_VERSION:
@@ -350,6 +411,7 @@ def _train(
             selector.load_state_dict(state["selector"])
     elif teacher is not None:
         teacher_info["teacher_top1"] = evaluate(teacher, loaders.test, autocast)["test_top1"]
+    report.resumed_epochs = start_epoch
     # metrics.jsonl always mirrors the checkpoint (an epoch past it is redone, never duplicated)
     _write_metrics(run_dir / "metrics.jsonl", metrics)
 
@@ -424,6 +486,7 @@ def _train(
         with open(run_dir / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
         epochs_this_call += 1
+        report.trained_epochs = epochs_this_call
         if bar is not None:
             bar.set_postfix(top1=f"{record['test_top1']:.2f}", loss=f"{record['train_loss']:.3f}")
             bar.update(1)
