@@ -36,13 +36,16 @@ from kdbench.suite import RunSpec
 class TrainingOutcome:
     """How one call ended: done (``result``), interrupted (``stop_after_epochs``), running elsewhere (the
     lock was taken) or failed (``reason``; failed.json has it). ``already_done``: another process had
-    finished it (nothing was trained or written here). ``notes``: what was repaired, for the terminal."""
+    finished it (nothing was trained or written here). ``notes``: what was repaired, for the terminal.
+    ``epochs_trained``: epochs this call trained (0 for a done run: its result was rebuilt from a checkpoint
+    that held every epoch); None where no training was started here."""
 
     status: RunStatus
     result: dict | None = None
     reason: str = ""
     already_done: bool = False
     notes: tuple[str, ...] = ()
+    epochs_trained: int | None = None
 
 
 #: the reason given for a run whose lock another process holds
@@ -65,11 +68,12 @@ def train_under_lock(
     its log, so that ``afterok`` students do not start); a locked run then raises RunLocked. Without it
     every outcome is returned. Ctrl-C and SystemExit always propagate (every finished epoch is saved).
     """
-    from kdbench.train import RunFailed, train_run
+    from kdbench.train import CallReport, RunFailed, train_run
 
     store = ResultStore(store_root)
     run_dir = store.run_dir(run_id)
     notes: list[str] = []
+    report = CallReport()
     try:
         with store.lock(run_id):
             # looked at again holding the lock: another process may have finished it since we last did
@@ -78,7 +82,12 @@ def train_under_lock(
                 return TrainingOutcome(RunStatus.DONE, finished, already_done=True)
             notes = repair_before_training(store, run_id, device=device, data_root=data_root)
             result = train_run(
-                run_dir, device=device, data_root=data_root, progress=progress, stop_after_epochs=stop_after_epochs
+                run_dir,
+                device=device,
+                data_root=data_root,
+                progress=progress,
+                stop_after_epochs=stop_after_epochs,
+                report=report,
             )
     except RunLocked:
         if reraise:
@@ -101,9 +110,8 @@ def train_under_lock(
         if reraise:  # train_run has written failed.json
             raise
         return TrainingOutcome(RunStatus.FAILED, reason=str(error), notes=tuple(notes))
-    if result.get("status") == RunStatus.DONE:
-        return TrainingOutcome(RunStatus.DONE, result, notes=tuple(notes))
-    return TrainingOutcome(RunStatus.INTERRUPTED, result, notes=tuple(notes))
+    status = RunStatus.DONE if result.get("status") == RunStatus.DONE else RunStatus.INTERRUPTED
+    return TrainingOutcome(status, result, notes=tuple(notes), epochs_trained=report.trained_epochs)
 
 
 def _unwritable(store: ResultStore, error: BaseException, cause: BaseException | None = None) -> ResultsUnwritable:
@@ -157,7 +165,8 @@ def _planned_epochs(store: ResultStore, run_id: str) -> int | None:
 
 def _rebuild_teacher_model(store: ResultStore, run_id: str, *, device: str | None, data_root: str | None) -> str | None:
     """When the run's teacher is a run of the suite whose model.pt does not load, rebuild that file (and its
-    result) from the teacher's checkpoint, the source of truth, under the teacher's lock; what was done."""
+    result) from the teacher's checkpoint, the source of truth, under the teacher's lock (or retrain the
+    teacher, from the epoch its checkpoint holds or from the first without one that loads); what was done."""
     import yaml
 
     try:
@@ -169,14 +178,22 @@ def _rebuild_teacher_model(store: ResultStore, run_id: str, *, device: str | Non
     model = store.run_dir(teacher_run) / "model.pt"
     if not model.exists() or store.result(teacher_run) is None or _loads(model):
         return None
-    from kdbench.train import train_run
+    from kdbench.train import CallReport, train_run
 
+    report = CallReport()
     with store.lock(teacher_run):
         if _loads(model):  # rebuilt by another process between our look and the lock
             return None
         os.replace(model, model.with_name("model.damaged.pt"))
-        train_run(store.run_dir(teacher_run), device=device, data_root=data_root)
-    return f"teacher run {teacher_run}: {model} did not load; rebuilt from its checkpoint (old file: model.damaged.pt)"
+        train_run(store.run_dir(teacher_run), device=device, data_root=data_root, report=report)
+    if report.trained_epochs == 0:
+        how = "rebuilt from its checkpoint, which holds every epoch"
+    elif report.resumed_epochs == 0:
+        how = "retrained from scratch: no checkpoint of it loads"
+    else:
+        held = report.resumed_epochs
+        how = f"retrained from epoch {held + 1}: its checkpoint held {held} epoch{'' if held == 1 else 's'}"
+    return f"teacher run {teacher_run}: {model} did not load; {how} (old file: model.damaged.pt)"
 
 
 def _loads(path: Path) -> bool:

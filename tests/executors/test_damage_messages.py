@@ -91,6 +91,56 @@ def same_weights(mine: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor])
     return mine.keys() == theirs.keys() and all(torch.equal(mine[key], theirs[key]) for key in theirs)
 
 
+# -- 1: a teacher's damaged model.pt says whether it was rebuilt or retrained ------------------------------
+
+
+@pytest.mark.parametrize("left", ["no checkpoint", "checkpoint.pt damaged"])
+def test_a_damaged_teacher_model_without_a_whole_checkpoint_says_it_was_retrained(
+    trained: Path, tmp_path: Path, capsys, left: str
+) -> None:
+    suite, store, runs = copy_of(trained, tmp_path)
+    teacher, kd = runs["Teacher"].run_id, runs["KD"].run_id
+    model = store.run_dir(teacher) / "model.pt"
+    original, teacher_before, kd_before = weights(store, teacher), numbers(store, teacher), numbers(store, kd)
+    truncate(model, 300)
+    if left == "no checkpoint":
+        for name in ("checkpoint.pt", "checkpoint.prev.pt"):
+            (store.run_dir(teacher) / name).unlink()
+    else:  # checkpoint.prev.pt (epoch 1 of 2) is left: the teacher trains its second epoch again
+        truncate(store.run_dir(teacher) / "checkpoint.pt")
+    for name in ("result.json", "checkpoint.pt", "checkpoint.prev.pt", "metrics.jsonl"):
+        (store.run_dir(kd) / name).unlink(missing_ok=True)
+    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
+    captured = capsys.readouterr()
+    text = no_traceback(captured.out, captured.err)
+    done = (
+        "retrained from scratch: no checkpoint of it loads"
+        if left == "no checkpoint"
+        else "retrained from epoch 2: its checkpoint held 1 epoch"
+    )
+    assert f"repaired {kd}  teacher run {teacher}: {model} did not load; {done} (old file: model.damaged.pt)" in text
+    assert "rebuilt from its checkpoint" not in text
+    if left != "no checkpoint":
+        assert f"kdbench: {teacher}: checkpoint.pt is damaged ({TRUNCATED})" in captured.err
+    assert same_weights(weights(store, teacher), original)
+    assert numbers(store, teacher) == teacher_before and numbers(store, kd) == kd_before
+    assert (model.with_name("model.damaged.pt")).stat().st_size == 300
+
+
+def test_a_damaged_teacher_model_with_a_whole_checkpoint_still_says_rebuilt(trained: Path, tmp_path: Path, capsys):
+    suite, store, runs = copy_of(trained, tmp_path)
+    teacher, kd = runs["Teacher"].run_id, runs["KD"].run_id
+    model = store.run_dir(teacher) / "model.pt"
+    truncate(model, 300)
+    (store.run_dir(kd) / "result.json").unlink()
+    (store.run_dir(kd) / "checkpoint.pt").unlink()
+    (store.run_dir(kd) / "checkpoint.prev.pt").unlink()
+    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
+    text = no_traceback(*capsys.readouterr())
+    assert f"{model} did not load; rebuilt from its checkpoint, which holds every epoch (old file" in text
+    assert "retrained" not in text
+
+
 # -- 2: a damaged checkpoint.pt of a half-done run: one plain line on stderr -------------------------------
 
 
