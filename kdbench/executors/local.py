@@ -38,6 +38,9 @@ class LocalSummary:
     """What one ``run_local`` did, by run id."""
 
     trained: list[str] = field(default_factory=list)
+    #: done here without training an epoch: the result rebuilt from a checkpoint that held every epoch
+    #: (a damaged result.json, or a run stopped after its last checkpoint); not in ``trained``
+    rebuilt: list[str] = field(default_factory=list)
     skipped_done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
@@ -56,10 +59,16 @@ class LocalSummary:
 
     def describe(self) -> str:
         """The closing lines of ``kdbench run``."""
+        rebuilt = f"{len(self.rebuilt)} rebuilt, " if self.rebuilt else ""  # the line as before without any
         lines = [
-            f"{len(self.trained)} trained, {len(self.skipped_done)} already done, {len(self.failed)} failed, "
+            f"{len(self.trained)} trained, {rebuilt}{len(self.skipped_done)} already done, {len(self.failed)} failed, "
             f"{len(self.blocked)} blocked, {len(self.running_elsewhere)} running elsewhere in {self.seconds:.1f} s"
         ]
+        if self.rebuilt:
+            lines.append(
+                f"  {len(self.rebuilt)} run(s) rebuilt: their checkpoint held every epoch, so only their result "
+                "was written again (no epoch trained)"
+            )
         if self.retried:
             lines.append(
                 f"  {len(self.retried)} run(s) that had failed loading their teacher were trained again: "
@@ -170,12 +179,14 @@ def run_local(
             summary.skipped_done.append(spec.run_id)
             emit(f"  done     {spec.run_id}  {describe_run(spec)}: finished by another process meanwhile")
             return
-        listed[outcome.status].append(spec.run_id)
+        rebuilt = outcome.status == RunStatus.DONE and outcome.epochs_trained == 0
+        (summary.rebuilt if rebuilt else listed[outcome.status]).append(spec.run_id)
         if outcome.status == RunStatus.DONE:
             result = outcome.result or {}
+            how = "rebuilt from its checkpoint (no epoch trained)" if rebuilt else f"in {result['wall_time_s']:.1f} s"
             emit(
                 f"  done     {spec.run_id}  {describe_run(spec)}: top-1 {result['top1_last']:.2f} "
-                f"(best {result['top1_best']:.2f}) in {result['wall_time_s']:.1f} s"
+                f"(best {result['top1_best']:.2f}) {how}"
             )
         elif outcome.status != RunStatus.INTERRUPTED:
             word = "FAILED" if outcome.status == RunStatus.FAILED else str(outcome.status)

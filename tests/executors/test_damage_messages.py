@@ -211,3 +211,38 @@ def test_a_worker_process_says_it_on_the_terminal_too(reference: Path, tmp_path:
     done = ResultStore(reference / "results")
     for spec in runs.values():
         assert numbers(store, spec.run_id) == numbers(done, spec.run_id), spec.method
+
+
+# -- 3: runs rebuilt from their checkpoint are not counted as trained ------------------------------------
+
+
+def test_results_rebuilt_from_their_checkpoint_are_counted_as_rebuilt_not_trained(
+    trained: Path, tmp_path: Path, capsys
+) -> None:
+    suite, store, runs = copy_of(trained, tmp_path)
+    before = {method: numbers(store, spec.run_id) for method, spec in runs.items()}
+    for spec in runs.values():
+        truncate(store.run_dir(spec.run_id) / "result.json", 100)
+    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
+    out = no_traceback(*capsys.readouterr())
+    assert "0 trained, 3 rebuilt, 0 already done, 0 failed" in out
+    assert "3 run(s) rebuilt: their checkpoint held every epoch, so only their result was written again" in out
+    for spec in runs.values():
+        assert f"repaired {spec.run_id}" in out
+    assert out.count("rebuilt from its checkpoint (no epoch trained)") == 3
+    assert {method: numbers(store, spec.run_id) for method, spec in runs.items()} == before
+
+
+def test_trained_rebuilt_and_done_runs_are_each_counted_once(trained: Path, tmp_path: Path, capsys) -> None:
+    suite, store, runs = copy_of(trained, tmp_path)
+    kd, vanilla = runs["KD"].run_id, runs["Vanilla"].run_id
+    before = {run_id: numbers(store, run_id) for run_id in (kd, vanilla)}
+    truncate(store.run_dir(kd) / "result.json", 100)  # rebuilt: its checkpoint holds both epochs
+    (store.run_dir(vanilla) / "result.json").write_text("")  # retrained: its checkpoints are gone
+    for name in ("checkpoint.pt", "checkpoint.prev.pt", "metrics.jsonl"):
+        (store.run_dir(vanilla) / name).unlink()
+    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
+    out = no_traceback(*capsys.readouterr())
+    assert "1 trained, 1 rebuilt, 1 already done, 0 failed" in out and "1 run(s) rebuilt" in out
+    assert "retrained (no checkpoint)" in out and out.count("rebuilt from its checkpoint (no epoch trained)") == 1
+    assert {run_id: numbers(store, run_id) for run_id in (kd, vanilla)} == before
