@@ -18,7 +18,8 @@ USER_ERRORS = (UserError, ValidationError, DataError, UnknownNameError)
 
 EXIT_CODES = """exit status:
   0    success
-  1    some runs failed or are blocked (kdbench run, kdbench status)
+  1    some runs failed or are blocked (kdbench run, kdbench status), or the results root stopped
+       taking writes (a full disk): the suite stopped there
   2    a mistake in what was asked (a suite, an option, a missing file): nothing was trained
   130  interrupted (Ctrl-C, SIGTERM): finished epochs are kept; run the same command again to resume"""
 

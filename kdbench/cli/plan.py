@@ -7,7 +7,7 @@ import argparse
 from tabulate import tabulate
 
 from kdbench.cli.common import add_command, add_suite_arguments, plan_from_args, store_from_args
-from kdbench.results.store import DONE, NOT_APPLICABLE
+from kdbench.results.store import BLOCKED, DONE, FAILED, NOT_APPLICABLE
 
 
 def register(subparsers) -> None:
@@ -70,13 +70,21 @@ def run(args: argparse.Namespace) -> int:
     na = sum(1 for r in runs if r.not_applicable)
     statuses = {r.run_id: states[r.run_id].status for r in distinct}
     done = sum(1 for s in statuses.values() if s == "done")
-    remaining = [r for r in distinct if statuses[r.run_id] != "done"]
+    # a failed run, and the students it blocks, train only with --retry-failed: not "to train" as such
+    held = [r for r in distinct if statuses[r.run_id] in (FAILED, BLOCKED)]
+    remaining = [r for r in distinct if statuses[r.run_id] != DONE and r not in held]
     epochs = sum(r.schedule["epochs"] for r in remaining)
     kinds = f"{_count(teachers, 'teacher')}, {_count(len(distinct) - teachers, 'student')}"
     print(
         f"\n{len(distinct)} runs ({kinds}): {done} done, "
         f"{len(remaining)} to train ({epochs} epochs in all); {na} not applicable; {len(runs)} report cells x seeds."
     )
+    if held:
+        failed = sum(1 for r in held if statuses[r.run_id] == FAILED)
+        print(
+            f"{failed} failed and {len(held) - failed} blocked by a failed teacher: kdbench status says why; "
+            "fix the cause, then kdbench run --retry-failed trains them again"
+        )
     counts: dict[str, int] = {}
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1

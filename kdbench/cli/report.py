@@ -89,6 +89,8 @@ def make_report(args: argparse.Namespace, suite, runs, store):
     from kdbench.results.store import results_frame
 
     frame = results_frame(runs, store)
+    for repaired in frame.attrs.get("repairs", []):
+        print(f"kdbench: {repaired}", file=sys.stderr)
     if "reproduces" not in frame.columns:
         frame.insert(min(2, len(frame.columns)), "reproduces", suite.reproduces)
     provenance = _provenance(args, store)

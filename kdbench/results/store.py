@@ -520,6 +520,8 @@ def results_frame(runs: Sequence[RunSpec], store: ResultStore):  # -> pandas.Dat
     for spec in runs:
         distinct.setdefault(spec.run_id, spec)
 
+    repairs: list[str] = []
+
     def read(spec: RunSpec) -> tuple[RunStatus, dict | None, str | None, str]:
         if spec.not_applicable:
             return NOT_APPLICABLE, None, None, ""
@@ -527,7 +529,9 @@ def results_frame(runs: Sequence[RunSpec], store: ResultStore):  # -> pandas.Dat
         status = DONE if result is not None else store.status(spec.run_id)
         if status != RUNNING:  # a run being trained may be writing its last line
             with contextlib.suppress(OSError):
-                store.repair_metrics(spec.run_id)
+                repaired = store.repair_metrics(spec.run_id)
+                if repaired:
+                    repairs.append(f"repaired {spec.run_id}: {repaired}")  # list.append: safe across the pool
         failure = (store.failure(spec.run_id) or {}).get("reason") if status == FAILED else None
         params = json.dumps({"terms": spec.config()["terms"], "ce_weight": spec.ce_weight}, sort_keys=True)
         return status, result, failure, params
@@ -557,7 +561,8 @@ def results_frame(runs: Sequence[RunSpec], store: ResultStore):  # -> pandas.Dat
             "seed": spec.seed,
             "status": blocked[spec.run_id].status.value,
             "na_reason": spec.not_applicable,
-            "failure": failure,
+            # a blocked student's reason is its teacher's failure, as kdbench status says
+            "failure": failure or (blocked[spec.run_id].detail if status != blocked[spec.run_id].status else None),
         }
         for column in RESULT_COLUMNS:
             row[column] = result.get(column)
@@ -566,6 +571,7 @@ def results_frame(runs: Sequence[RunSpec], store: ResultStore):  # -> pandas.Dat
         row.update({key: value for key, value in stored_numbers(result).items() if key not in row})
         rows.append(row)
     frame = pd.DataFrame(rows, columns=None if rows else ["run_id"])
+    frame.attrs["repairs"] = repairs  # what reading the runs repaired (a torn metrics.jsonl): the report says it
     for column in RESULT_COLUMNS:
         if column in frame:
             frame[column] = pd.to_numeric(frame[column], errors="coerce")

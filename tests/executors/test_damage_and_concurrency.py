@@ -268,6 +268,33 @@ def test_a_failure_for_another_reason_names_retry_failed(write_suite, tmp_path, 
     ) in out
 
 
+def test_plan_and_runs_csv_say_what_a_failed_teacher_holds_back(write_suite, tmp_path, capsys) -> None:
+    import pandas as pd
+
+    suite = write_suite(tiny_suite())
+    store = ResultStore(tmp_path / "results")
+    teacher = plan(load_suite(suite)).runs[0]
+    _failed_earlier(store, teacher, NonFiniteLoss("loss is nan at epoch 1"), stage="epoch 1")
+    assert main(["plan", str(suite), "--results-dir", str(store.root)]) == 0
+    out = no_traceback(capsys.readouterr())
+    # Vanilla needs no teacher: the one run to train; the teacher and KD wait for --retry-failed
+    assert "1 to train" in out and "1 failed and 1 blocked by a failed teacher" in out and "--retry-failed" in out
+    assert main(["report", str(suite), "--results-dir", str(store.root), "--no-plots"]) == 0
+    capsys.readouterr()
+    rows = pd.read_csv(store.root / "tiny" / "runs.csv").set_index("method")
+    assert rows.loc["KD", "status"] == "blocked" and teacher.run_id in rows.loc["KD", "failure"]
+
+
+def test_report_says_what_it_repaired(copy, capsys) -> None:
+    suite, store, runs = copy
+    kd = runs["KD"].run_id
+    path = store.run_dir(kd) / "metrics.jsonl"
+    path.write_bytes(path.read_bytes() + b"\xff\xfe{not utf-8\n")
+    assert main(["report", str(suite), "--results-dir", str(store.root), "--no-plots"]) == 0
+    err = no_traceback(capsys.readouterr())
+    assert f"kdbench: repaired {kd}:" in err and "metrics.damaged.jsonl" in err
+
+
 def test_status_says_interrupted_once_with_the_epochs(write_suite, tmp_path, capsys) -> None:
     from kdbench.executors.training import train_under_lock
 
