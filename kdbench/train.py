@@ -19,7 +19,6 @@ import platform
 import subprocess
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -392,8 +391,10 @@ def _train(
         # numbers of neither version. Start afresh; the old checkpoint stays beside, renamed.
         kept = checkpoint_path.with_name(f"checkpoint.v{state.get('version')}.pt")
         os.replace(checkpoint_path, kept)
-        message = f"{checkpoint_path}: written by another kdbench version; training afresh (kept as {kept.name})"
-        warnings.warn(message, stacklevel=2)
+        notice(
+            f"{spec.run_id}: checkpoint.pt was written by another kdbench version; training afresh "
+            f"(kept as {kept.name})"
+        )
         state = None
     if state is not None:
         distiller.load_state_dict(state["distiller"])

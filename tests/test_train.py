@@ -104,7 +104,9 @@ def test_a_nan_loss_fails_that_run_and_the_suite_goes_on(write_suite, tmp_path) 
     assert any("blocked" in line and "failed" in line for line in lines)
 
 
-def test_a_checkpoint_of_an_older_version_is_kept_aside_and_the_run_trains_afresh(write_suite, tmp_path) -> None:
+def test_a_checkpoint_of_an_older_version_is_kept_aside_and_the_run_trains_afresh(
+    write_suite, tmp_path, capsys
+) -> None:
     store, runs = prepare(write_suite, tmp_path / "results")
     teacher = store.run_dir(runs[0].run_id)
     train_run(teacher, stop_after_epochs=1)
@@ -112,8 +114,8 @@ def test_a_checkpoint_of_an_older_version_is_kept_aside_and_the_run_trains_afres
     state["version"] = 1
     torch.save(state, teacher / "checkpoint.pt")
     other, _ = prepare(write_suite, tmp_path / "other")
-    with pytest.warns(UserWarning, match="another kdbench version; training afresh"):
-        result = train_run(teacher)
+    result = train_run(teacher)
+    assert "checkpoint.pt was written by another kdbench version; training afresh" in capsys.readouterr().err
     assert result["status"] == "done" and (teacher / "checkpoint.v1.pt").exists()
     fresh = other.run_dir(runs[0].run_id)
     train_run(fresh)
