@@ -384,7 +384,8 @@ def _train(
     metrics: list[dict] = []
     start_epoch = 0
     state = _load_checkpoint(checkpoint_path, device, spec.run_id)
-    if state is not None and state.get("run_id") != spec.run_id:
+    # a run found under the id older kdbench gave it (its teacher file by location) keeps that id's checkpoint
+    if state is not None and state.get("run_id") not in (spec.run_id, spec.legacy_run_id):
         raise RunFailed(f"{checkpoint_path} belongs to run {state.get('run_id')}; move it away to retrain")
     if state is not None and state.get("version") != CHECKPOINT_VERSION:
         # An earlier kdbench computed those epochs with other arithmetic: finishing them here would give

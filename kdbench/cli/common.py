@@ -130,6 +130,8 @@ def store_from_args(args: argparse.Namespace, runs: Sequence[RunSpec] = ()) -> R
             problem = problem.replace("--results-dir", "the results root ($KDBENCH_RESULTS or ./results)", 1)
         raise UserError(problem)
     found = store.adopt_legacy_runs(runs) if runs else {}
+    for removed in store.removed_links:
+        print(f"kdbench: removed the link {removed}: its folder is gone, so the run trains afresh", file=sys.stderr)
     if found:
         linked = all((store.root / "runs" / run_id).is_symlink() for run_id in found)
         print(

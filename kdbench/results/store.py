@@ -130,38 +130,77 @@ class ResultStore:
         self.root = Path(root) if root is not None else default_results_root()
         #: run id -> the folder under runs/ it is stored in, where that is another name (``adopt_legacy_runs``)
         self._stored_as: dict[str, str] = {}
+        #: links runs/<id> -> <older id> whose folder was gone, removed by ``adopt_legacy_runs``
+        self.removed_links: list[str] = []
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / self._stored_as.get(run_id, run_id)
 
     def adopt_legacy_runs(self, runs: Sequence[RunSpec]) -> dict[str, str]:
-        """Find the finished runs that older kdbench stored under their teacher file's location
+        """Find the runs that older kdbench stored under their teacher file's location
         (``RunSpec.legacy_run_id``); run id -> the folder it was found in.
 
-        A run is found there when that folder's result.json records a teacher file with the same content
-        (``teacher_sha256``), or, for a chain's later link, when its teacher run was itself found so. A
-        symbolic link ``runs/<run id> -> <older id>`` makes it lasting (training processes and SLURM jobs
-        open stores of their own; older kdbench still finds the folder by its own name); where the root
-        takes no writes, it holds for this store. Nothing is moved or rewritten."""
+        A run is found there when that folder records a teacher file with the same content (``teacher_sha256``
+        in its result.json, or, for a run left unfinished, in its checkpoint), or, for a chain's later link,
+        when it was distilled from the very teacher run this link's teacher was found as. A symbolic link
+        ``runs/<run id> -> <older id>`` makes it lasting (training processes and SLURM jobs open stores of
+        their own; older kdbench still finds the folder by its own name); where the root takes no writes, it
+        holds for this store. Nothing is moved. A link whose folder is gone is removed (``removed_links``)."""
         runs_dir = self.root / "runs"
         found: dict[str, str] = {}
         for spec in runs:  # plan order: a chain's links come after the teacher run they load
             legacy = spec.legacy_run_id
-            if not legacy or spec.run_id in self._stored_as or os.path.lexists(runs_dir / spec.run_id):
+            link = runs_dir / spec.run_id
+            if link.is_symlink() and not link.exists():  # its folder was deleted: the run is to train afresh
+                target = os.readlink(link)
+                with contextlib.suppress(FileNotFoundError):
+                    link.unlink()
+                self.removed_links.append(f"runs/{spec.run_id} -> {target}")
+            if not legacy or spec.run_id in self._stored_as or os.path.lexists(link):
                 continue
-            result = self.result(legacy)
-            if result is None:
+            recorded = self._legacy_record(legacy)
+            if recorded is None:
                 continue
+            legacy_spec, teacher_sha256 = recorded
             if spec.teacher_sha256:
-                if result.get("teacher_sha256") != spec.teacher_sha256:
+                if teacher_sha256 != spec.teacher_sha256:
                     continue  # trained from other bytes at that path: another run
-            elif self.stored_under(spec.teacher_run or "") == (spec.teacher_run or ""):
-                continue
+            else:  # a later link: its teacher run must be the one this link's teacher was found as
+                teacher = spec.teacher_run or ""
+                found_as = self.stored_under(teacher)
+                if found_as == teacher or legacy_spec.get("teacher_run") != found_as:
+                    continue
             self._stored_as[spec.run_id] = legacy
             found[spec.run_id] = legacy
-            with contextlib.suppress(OSError):  # taken by a concurrent command, or a read-only root
-                os.symlink(legacy, runs_dir / spec.run_id, target_is_directory=True)
+            with contextlib.suppress(OSError):  # taken by a concurrent command, or a root that takes no links
+                os.symlink(legacy, link, target_is_directory=True)
         return found
+
+    def _legacy_record(self, run_id: str) -> tuple[dict, str | None] | None:
+        """(the run's config as stored, the SHA-256 of the teacher file it trained from) of a folder older
+        kdbench wrote: from its result.json, else (unfinished) its spec.yaml and newest readable checkpoint;
+        None when it holds nothing trained."""
+        result = self.result(run_id)
+        if result is not None:
+            return dict(result.get("spec") or {}), result.get("teacher_sha256")
+        run_dir = self.run_dir(run_id)
+        checkpoints = [run_dir / name for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE)]
+        if not any(path.is_file() for path in checkpoints):
+            return None
+        try:
+            stored = yaml.safe_load((run_dir / "spec.yaml").read_text()) or {}
+        except (OSError, ValueError, yaml.YAMLError):
+            return None
+        import torch
+
+        for path in checkpoints:
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=False)
+            except Exception:  # damaged or absent: the older one may serve
+                continue
+            info = state.get("teacher_info") if isinstance(state, dict) else None
+            return dict(stored), (info or {}).get("teacher_sha256")
+        return None
 
     def stored_under(self, run_id: str) -> str:
         """The folder name under runs/ that holds ``run_id``: itself, or the older id it was found under."""
@@ -183,7 +222,8 @@ class ResultStore:
                     continue
             now = datetime.now(timezone.utc).isoformat(timespec="seconds")
             record = {"path": path, "sha256": sha256, "recorded": now}
-            atomic_write_json(record_path, record)
+            with contextlib.suppress(OSError):  # a convenience for later: a root that takes no writes stops the run
+                atomic_write_json(record_path, record)
 
     def recorded_teacher_files(self) -> dict[str, str]:
         """Teacher file path -> the SHA-256 of its content when ``kdbench run`` last read it here."""
@@ -560,6 +600,8 @@ def results_frame(runs: Sequence[RunSpec], store: ResultStore):  # -> pandas.Dat
             "sweep": json.dumps(spec.sweep, sort_keys=True),
             "seed": spec.seed,
             "status": blocked[spec.run_id].status.value,
+            # the folder under runs/ when it is not the run id (a run found under the id older kdbench gave it)
+            "stored_as": None if store.stored_under(spec.run_id) == spec.run_id else store.stored_under(spec.run_id),
             "na_reason": spec.not_applicable,
             # a blocked student's reason is its teacher's failure, as kdbench status says
             "failure": failure or (blocked[spec.run_id].detail if status != blocked[spec.run_id].status else None),

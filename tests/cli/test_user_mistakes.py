@@ -223,6 +223,15 @@ def test_explain_refuses_a_device_this_machine_lacks(tmp_path: Path, capsys) -> 
     assert code == 2 and "'tpu' is not a device" in err and "Traceback" not in err
 
 
+def test_a_quick_try_with_fewer_seeds_keeps_the_files_excludes(tmp_path: Path) -> None:
+    """``seeds=[0]`` on a suite that excludes seed 2 is deliberate: the exclude then has nothing to leave out."""
+    from kdbench.suite import load_suite
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(tiny_suite(seeds=[0, 1, 2], excludes=[{"method": "KD", "seed": 2}])))
+    assert load_suite(path, ["seeds=[0]"]).variants[0].seeds == (0,)
+
+
 def _teacher_file(tmp_path: Path, name: str, num_classes: int) -> str:
     import torch
 

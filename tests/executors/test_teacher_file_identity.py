@@ -54,14 +54,20 @@ def chain_suite(folder: Path, checkpoint: Path) -> Path:
     return write(folder / "suite.yaml", document)
 
 
-def as_older_kdbench_stored(store: ResultStore, spec) -> Path:
-    """Move a finished run to the id older kdbench gave it (its teacher file by location), as it would lie."""
+def as_older_kdbench_stored(store: ResultStore, spec, teacher_legacy_id: str | None = None) -> Path:
+    """Move a finished run to the id older kdbench gave it (its teacher file by location), as older kdbench
+    would have written it: its records without the new fields, a chain's link naming its teacher's older id."""
     legacy = store.root / "runs" / spec.legacy_run_id
     os.replace(store.run_dir(spec.run_id), legacy)
-    data = yaml.safe_load((legacy / "spec.yaml").read_text())
-    for key in ("teacher_sha256", "legacy_run_id"):
-        data.pop(key)
-    (legacy / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=True))
+
+    def older(data: dict) -> dict:
+        data = {k: v for k, v in data.items() if k not in ("teacher_sha256", "legacy_run_id")}
+        return {**data, "run_id": spec.legacy_run_id, "teacher_run": teacher_legacy_id or data["teacher_run"]}
+
+    (legacy / "spec.yaml").write_text(yaml.safe_dump(older(yaml.safe_load((legacy / "spec.yaml").read_text()))))
+    result = json.loads((legacy / "result.json").read_text())
+    result.update(run_id=spec.legacy_run_id, spec=older(result["spec"]))
+    (legacy / "result.json").write_text(json.dumps(result))
     return legacy
 
 
@@ -150,6 +156,9 @@ def test_runs_older_kdbench_stored_by_location_are_found_and_linked(copy, capsys
     assert "0 trained, 1 already done" in capsys.readouterr().out
     assert main(["report", str(moved), "--results-dir", str(store.root), "--no-plots"]) == 0
     assert f"{top1:.2f}" in capsys.readouterr().out
+    import pandas as pd
+
+    assert pd.read_csv(store.root / "tiny" / "runs.csv")["stored_as"].tolist() == [legacy.name]  # where it lies
 
 
 def test_where_the_root_takes_no_link_the_run_is_found_all_the_same(copy, capsys, monkeypatch) -> None:
@@ -225,9 +234,71 @@ def test_a_chain_stored_by_location_is_found_link_by_link(tmp_path: Path, capsys
     assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
     first, second = plan(load_suite(suite)).runs
     assert second.teacher_run == first.run_id and second.legacy_run_id is not None
-    for spec in (first, second):  # older kdbench: the first link by location, the second through it
-        as_older_kdbench_stored(store, spec)
+    # older kdbench: the first link by location, the second through the first's older id
+    as_older_kdbench_stored(store, first)
+    as_older_kdbench_stored(store, second, teacher_legacy_id=first.legacy_run_id)
     capsys.readouterr()
     assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
     assert "0 trained, 2 already done" in capsys.readouterr().out
     assert all((store.root / "runs" / spec.run_id).is_symlink() for spec in (first, second))
+
+
+def test_a_later_link_distilled_from_another_teacher_run_is_not_taken(tmp_path: Path, capsys) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    suite = chain_suite(tmp_path, save_crd_checkpoint(create_model("resnet14", 4), tmp_path / "resnet14.pth"))
+    store = ResultStore(tmp_path / "results")
+    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
+    first, second = plan(load_suite(suite)).runs
+    as_older_kdbench_stored(store, first)
+    as_older_kdbench_stored(store, second, teacher_legacy_id="0" * 12)  # a chain from other teacher bytes
+    capsys.readouterr()
+    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
+    assert "1 trained, 1 already done" in capsys.readouterr().out
+
+
+def test_a_found_run_with_a_damaged_result_is_repaired_in_place(copy, capsys) -> None:
+    suite, store = copy
+    (spec,) = plan(load_suite(suite)).runs
+    before = {k: store.result(spec.run_id)[k] for k in ("top1_last", "top5_last", "test_loss_last")}
+    legacy = as_older_kdbench_stored(store, spec)
+    (legacy / "result.json").write_text((legacy / "result.json").read_text()[:50])
+    capsys.readouterr()
+    # the damaged record names no content, but its checkpoint does: found, then rebuilt from the checkpoint
+    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
+    out = capsys.readouterr().out
+    assert f"repaired {spec.run_id}" in out and "FAILED" not in out
+    assert {k: store.result(spec.run_id)[k] for k in before} == before
+    assert (store.root / "runs" / spec.run_id).resolve() == legacy.resolve()
+
+
+def test_an_unfinished_run_older_kdbench_left_is_found_by_its_checkpoint(tmp_path: Path, capsys) -> None:
+    from kdbench.executors.training import train_under_lock
+
+    path = teacher_file(tmp_path / "resnet8.pth")
+    suite = kd_suite(tmp_path, path, schedule={**tiny_suite()["schedule"], "epochs": 3})
+    (spec,) = plan(load_suite(suite)).runs
+    store = ResultStore(tmp_path / "results")
+    store.write_spec(spec)
+    train_under_lock(store.root, spec.run_id, stop_after_epochs=1)
+    legacy = store.root / "runs" / spec.legacy_run_id
+    os.replace(store.run_dir(spec.run_id), legacy)
+    assert main(["status", str(suite), "--results-dir", str(store.root)]) == 0
+    assert "1 epoch(s) done" in capsys.readouterr().out
+    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
+    assert "1 trained" in capsys.readouterr().out
+    assert store.result(spec.run_id)["epochs"] == 3 and (legacy / "result.json").exists()
+
+
+def test_a_link_whose_folder_was_deleted_is_removed_and_the_run_trains_afresh(copy, capsys) -> None:
+    suite, store = copy
+    (spec,) = plan(load_suite(suite)).runs
+    legacy = as_older_kdbench_stored(store, spec)
+    assert main(["status", str(suite), "--results-dir", str(store.root)]) == 0
+    shutil.rmtree(legacy)
+    capsys.readouterr()
+    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
+    captured = capsys.readouterr()
+    assert f"removed the link runs/{spec.run_id} -> {legacy.name}" in captured.err and "1 trained" in captured.out
+    assert not (store.root / "runs" / spec.run_id).is_symlink()

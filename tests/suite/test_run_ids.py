@@ -22,7 +22,9 @@ PINNED: dict[str, list[str]] = json.loads((Path(__file__).with_name("run_ids.jso
 def test_run_ids_are_unchanged(case: str) -> None:
     path, *overrides = case.split(" ")
     runs = plan(load_suite(ROOT / path, overrides))
-    assert sorted({r.run_id for r in runs}) == PINNED[case]
+    # where a pinned case's teacher files exist (./save/models), its runs hold their content: the pinned id
+    # is then the older id they are found under
+    assert sorted({r.legacy_run_id or r.run_id for r in runs}) == PINNED[case]
 
 
 def test_every_suite_is_pinned() -> None:

@@ -191,7 +191,8 @@ def _submit_arrays(
     packs = pack_runs(runs, profile.runs_per_job)
     for start in range(0, len(packs), MAX_ARRAY_SIZE):
         chunk = packs[start : start + MAX_ARRAY_SIZE]
-        run_dirs = [[str(store.write_spec(spec).resolve()) for spec in pack] for pack in chunk]
+        # absolute, not resolved: a run found under its older id is reached through its runs/<id> link
+        run_dirs = [[str(store.write_spec(spec).absolute()) for spec in pack] for pack in chunk]
         # Every task of an array asks for the same resources: those of its largest pack.
         executor = array_executor(store, profile, dependency, pack_size=max(len(pack) for pack in chunk))
         before = _submission_files(store)
