@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     to_train = [spec for spec in runs.runs if not spec.not_applicable and store.status(spec.run_id) != DONE]
     check_before_training(to_train, suite.source, device=args.device, local=executor.name == "local")
     store.record_teacher_files(runs.runs)
+    store.refresh_teacher_file_specs(runs.runs)
     try:
         executor.check(options)
         check_data(to_train, args.data_root)

@@ -15,6 +15,7 @@ results root raises ``ResultsUnwritable`` instead: every later run would fail th
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 from dataclasses import dataclass
@@ -184,7 +185,9 @@ def _rebuild_teacher_model(store: ResultStore, run_id: str, *, device: str | Non
     with store.lock(teacher_run):
         if _loads(model):  # rebuilt by another process between our look and the lock
             return None
-        os.replace(model, model.with_name("model.damaged.pt"))
+        # a copy kept aside, the file left in place: a rebuild that fails (its teacher file moved) leaves the
+        # finished teacher as it was, not without its model.pt
+        shutil.copy2(model, model.with_name("model.damaged.pt"))
         train_run(store.run_dir(teacher_run), device=device, data_root=data_root, report=report)
     if report.trained_epochs == 0:
         how = "rebuilt from its checkpoint, which holds every epoch"

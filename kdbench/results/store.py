@@ -225,6 +225,15 @@ class ResultStore:
             with contextlib.suppress(OSError):  # a convenience for later: a root that takes no writes stops the run
                 atomic_write_json(record_path, record)
 
+    def refresh_teacher_file_specs(self, runs: Sequence[RunSpec]) -> None:
+        """Rewrite the stored spec.yaml of the runs of a teacher file that exist, where it names the file
+        elsewhere: the run is the same (its id holds the content), and a later repair (a teacher's damaged
+        model.pt rebuilt from its checkpoint) must load the file where it is now."""
+        for spec in runs:
+            if spec.teacher_sha256 and (self.run_dir(spec.run_id) / "spec.yaml").exists():
+                with contextlib.suppress(OSError):
+                    self.write_spec(spec)
+
     def recorded_teacher_files(self) -> dict[str, str]:
         """Teacher file path -> the SHA-256 of its content when ``kdbench run`` last read it here."""
         records: dict[str, str] = {}

@@ -302,3 +302,24 @@ def test_a_link_whose_folder_was_deleted_is_removed_and_the_run_trains_afresh(co
     captured = capsys.readouterr()
     assert f"removed the link runs/{spec.run_id} -> {legacy.name}" in captured.err and "1 trained" in captured.out
     assert not (store.root / "runs" / spec.run_id).is_symlink()
+
+
+def test_a_teacher_run_repaired_after_its_teacher_file_moved_loads_it_where_it_is(tmp_path: Path, capsys) -> None:
+    """A chain's first link (a student of the file) has a damaged model.pt when its second link trains:
+    it is rebuilt from its checkpoint, loading the file from where the suite says it is now."""
+    import torch
+
+    torch.manual_seed(0)
+    save_crd_checkpoint(create_model("resnet14", 4), tmp_path / "a" / "resnet14.pth")
+    store = ResultStore(tmp_path / "results")
+    assert run_cli(str(chain_suite(tmp_path, tmp_path / "a" / "resnet14.pth")), "--results-dir", str(store.root)) == 0
+    os.replace(tmp_path / "a", tmp_path / "b")
+    suite = chain_suite(tmp_path, tmp_path / "b" / "resnet14.pth")
+    first, second = plan(load_suite(suite)).runs
+    model = store.run_dir(first.run_id) / "model.pt"
+    model.write_bytes(model.read_bytes()[:1000])
+    shutil.rmtree(store.run_dir(second.run_id))
+    capsys.readouterr()
+    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
+    out = capsys.readouterr().out
+    assert "1 trained, 1 already done" in out and "rebuilt from its checkpoint" in out and "FAILED" not in out
