@@ -78,6 +78,13 @@ def run(args: argparse.Namespace) -> int:
     # what the runs to train point at, and the device a local run would take: before any run directory exists
     to_train = [spec for spec in runs.runs if not spec.not_applicable and store.status(spec.run_id) != DONE]
     check_before_training(to_train, suite.source, device=args.device, local=executor.name == "local")
+    unlinked = {spec.teacher_run for spec in to_train} & set(store.unlinked)
+    if unlinked:  # a training process opens its own store: it would not find the teacher run
+        raise UserError(
+            f"the teacher run(s) {', '.join(sorted(unlinked))} are stored under the id older kdbench gave them, "
+            f"and {store.root / 'runs'} refused the link runs/<id> -> <older id> that lets their students find "
+            "them; run on a file system that takes symbolic links, or link them there by hand"
+        )
     store.record_teacher_files(runs.runs)
     store.refresh_teacher_file_specs(runs.runs)
     try:

@@ -132,6 +132,8 @@ class ResultStore:
         self._stored_as: dict[str, str] = {}
         #: links runs/<id> -> <older id> whose folder was gone, removed by ``adopt_legacy_runs``
         self.removed_links: list[str] = []
+        #: runs found under their older id that could not be linked (known to this store only)
+        self.unlinked: list[str] = []
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / self._stored_as.get(run_id, run_id)
@@ -172,8 +174,12 @@ class ResultStore:
                     continue
             self._stored_as[spec.run_id] = legacy
             found[spec.run_id] = legacy
-            with contextlib.suppress(OSError):  # taken by a concurrent command, or a root that takes no links
+            try:
                 os.symlink(legacy, link, target_is_directory=True)
+            except FileExistsError:  # a concurrent command linked it first
+                pass
+            except OSError:  # a root that takes no writes, or no symbolic links: found for this store only
+                self.unlinked.append(spec.run_id)
         return found
 
     def _legacy_record(self, run_id: str) -> tuple[dict, str | None] | None:

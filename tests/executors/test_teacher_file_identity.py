@@ -158,7 +158,9 @@ def test_runs_older_kdbench_stored_by_location_are_found_and_linked(copy, capsys
     assert f"{top1:.2f}" in capsys.readouterr().out
     import pandas as pd
 
-    assert pd.read_csv(store.root / "tiny" / "runs.csv")["stored_as"].tolist() == [legacy.name]  # where it lies
+    assert pd.read_csv(store.root / "tiny" / "runs.csv", dtype=str)["stored_as"].tolist() == [
+        legacy.name
+    ]  # where it lies
 
 
 def test_where_the_root_takes_no_link_the_run_is_found_all_the_same(copy, capsys, monkeypatch) -> None:
@@ -323,3 +325,25 @@ def test_a_teacher_run_repaired_after_its_teacher_file_moved_loads_it_where_it_i
     assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
     out = capsys.readouterr().out
     assert "1 trained, 1 already done" in out and "rebuilt from its checkpoint" in out and "FAILED" not in out
+
+
+def test_run_stops_when_a_found_teacher_run_cannot_be_linked_for_its_students(tmp_path: Path, capsys, monkeypatch):
+    import torch
+
+    torch.manual_seed(0)
+    suite = chain_suite(tmp_path, save_crd_checkpoint(create_model("resnet14", 4), tmp_path / "resnet14.pth"))
+    store = ResultStore(tmp_path / "results")
+    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
+    first, second = plan(load_suite(suite)).runs
+    as_older_kdbench_stored(store, first)
+    shutil.rmtree(store.run_dir(second.run_id))  # the second link is to train, from the first found by its older id
+
+    def no_links(*_args, **_kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "symlink", no_links)
+    capsys.readouterr()
+    assert run_cli(str(suite), "--results-dir", str(store.root)) == 2
+    err = capsys.readouterr().err
+    assert f"the teacher run(s) {first.run_id} are stored under the id older kdbench gave them" in err
+    assert "Traceback" not in err and not store.run_dir(second.run_id).exists()
