@@ -54,6 +54,19 @@ def chain_suite(folder: Path, checkpoint: Path) -> Path:
     return write(folder / "suite.yaml", document)
 
 
+def trained_chain(tmp_path: Path, folder: str = "."):
+    """A TAKD chain (resnet14 file -> resnet8 -> resnet8) trained once: (suite, store, first link, second link)."""
+    import torch
+
+    torch.manual_seed(0)
+    checkpoint = save_crd_checkpoint(create_model("resnet14", 4), tmp_path / folder / "resnet14.pth")
+    suite = chain_suite(tmp_path, checkpoint)
+    store = ResultStore(tmp_path / "results")
+    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
+    first, second = plan(load_suite(suite)).runs
+    return suite, store, first, second
+
+
 def as_older_kdbench_stored(store: ResultStore, spec, teacher_legacy_id: str | None = None) -> Path:
     """Move a finished run to the id older kdbench gave it (its teacher file by location), as older kdbench
     would have written it: its records without the new fields, a chain's link naming its teacher's older id."""
@@ -227,14 +240,7 @@ def test_a_teacher_file_changed_after_planning_fails_its_run_and_says_why(tmp_pa
 
 
 def test_a_chain_stored_by_location_is_found_link_by_link(tmp_path: Path, capsys) -> None:
-    import torch
-
-    torch.manual_seed(0)
-    checkpoint = save_crd_checkpoint(create_model("resnet14", 4), tmp_path / "resnet14.pth")
-    suite = chain_suite(tmp_path, checkpoint)
-    store = ResultStore(tmp_path / "results")
-    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
-    first, second = plan(load_suite(suite)).runs
+    suite, store, first, second = trained_chain(tmp_path)
     assert second.teacher_run == first.run_id and second.legacy_run_id is not None
     # older kdbench: the first link by location, the second through the first's older id
     as_older_kdbench_stored(store, first)
@@ -246,13 +252,7 @@ def test_a_chain_stored_by_location_is_found_link_by_link(tmp_path: Path, capsys
 
 
 def test_a_later_link_distilled_from_another_teacher_run_is_not_taken(tmp_path: Path, capsys) -> None:
-    import torch
-
-    torch.manual_seed(0)
-    suite = chain_suite(tmp_path, save_crd_checkpoint(create_model("resnet14", 4), tmp_path / "resnet14.pth"))
-    store = ResultStore(tmp_path / "results")
-    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
-    first, second = plan(load_suite(suite)).runs
+    suite, store, first, second = trained_chain(tmp_path)
     as_older_kdbench_stored(store, first)
     as_older_kdbench_stored(store, second, teacher_legacy_id="0" * 12)  # a chain from other teacher bytes
     capsys.readouterr()
@@ -309,12 +309,7 @@ def test_a_link_whose_folder_was_deleted_is_removed_and_the_run_trains_afresh(co
 def test_a_teacher_run_repaired_after_its_teacher_file_moved_loads_it_where_it_is(tmp_path: Path, capsys) -> None:
     """A chain's first link (a student of the file) has a damaged model.pt when its second link trains:
     it is rebuilt from its checkpoint, loading the file from where the suite says it is now."""
-    import torch
-
-    torch.manual_seed(0)
-    save_crd_checkpoint(create_model("resnet14", 4), tmp_path / "a" / "resnet14.pth")
-    store = ResultStore(tmp_path / "results")
-    assert run_cli(str(chain_suite(tmp_path, tmp_path / "a" / "resnet14.pth")), "--results-dir", str(store.root)) == 0
+    _, store, _, _ = trained_chain(tmp_path, "a")
     os.replace(tmp_path / "a", tmp_path / "b")
     suite = chain_suite(tmp_path, tmp_path / "b" / "resnet14.pth")
     first, second = plan(load_suite(suite)).runs
@@ -328,13 +323,7 @@ def test_a_teacher_run_repaired_after_its_teacher_file_moved_loads_it_where_it_i
 
 
 def test_run_stops_when_a_found_teacher_run_cannot_be_linked_for_its_students(tmp_path: Path, capsys, monkeypatch):
-    import torch
-
-    torch.manual_seed(0)
-    suite = chain_suite(tmp_path, save_crd_checkpoint(create_model("resnet14", 4), tmp_path / "resnet14.pth"))
-    store = ResultStore(tmp_path / "results")
-    assert run_cli(str(suite), "--results-dir", str(store.root)) == 0
-    first, second = plan(load_suite(suite)).runs
+    suite, store, first, second = trained_chain(tmp_path)
     as_older_kdbench_stored(store, first)
     shutil.rmtree(store.run_dir(second.run_id))  # the second link is to train, from the first found by its older id
 
