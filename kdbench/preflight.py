@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from kdbench.errors import first_line
 from kdbench.suite import RunSpec
 from kdbench.validation import Collector
 
@@ -66,7 +67,7 @@ def model_input_problems(runs: Sequence[RunSpec], c: Collector) -> None:
             try:
                 count_flops(name, shape.num_classes, shape.image_shape, options)
             except (RuntimeError, ValueError) as error:
-                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                reason = first_line(error)
                 size = "x".join(str(s) for s in shape.image_shape)
                 c.add(
                     "dataset",

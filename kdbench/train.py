@@ -30,6 +30,7 @@ import yaml
 import kdbench
 from kdbench.data import DataSource, load_dataset
 from kdbench.data.loaders import make_loader
+from kdbench.errors import count_of, first_line
 from kdbench.methods import METHODS
 from kdbench.metrics import evaluate_classifier
 from kdbench.models import StagedModel
@@ -258,7 +259,7 @@ def _load_checkpoint(path: Path, device: torch.device, run_id: str) -> dict | No
         if candidate != path:
             os.replace(candidate, path)
             done = state.get("epoch", 0)
-            said.append(f"resuming from {candidate.name} at epoch {done + 1} ({_count(done, 'epoch')} done)")
+            said.append(f"resuming from {candidate.name} at epoch {done + 1} ({count_of(done, 'epoch')} done)")
         if said:
             notice(f"{run_id}: " + "; ".join(said))
         return state
@@ -271,12 +272,7 @@ def _why_unreadable(path: Path, error: Exception) -> str:
     """A short reason a file did not load: its first sentence (torch's go on for lines), or that it is empty."""
     if path.stat().st_size == 0:
         return "the file is empty"
-    text = str(error).strip().split(". ")[0].splitlines()[0] if str(error).strip() else ""
-    return text[:120] if text else type(error).__name__
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
+    return first_line(error, 120).split(". ")[0]
 
 
 def notice(line: str) -> None:

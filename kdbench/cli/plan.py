@@ -7,6 +7,7 @@ import argparse
 from tabulate import tabulate
 
 from kdbench.cli.common import add_command, add_suite_arguments, plan_from_args, store_from_args
+from kdbench.errors import count_of
 from kdbench.results.store import BLOCKED, DONE, FAILED, NOT_APPLICABLE
 
 
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     held = [r for r in distinct if statuses[r.run_id] in (FAILED, BLOCKED)]
     remaining = [r for r in distinct if statuses[r.run_id] != DONE and r not in held]
     epochs = sum(r.schedule["epochs"] for r in remaining)
-    kinds = f"{_count(teachers, 'teacher')}, {_count(len(distinct) - teachers, 'student')}"
+    kinds = f"{count_of(teachers, 'teacher')}, {count_of(len(distinct) - teachers, 'student')}"
     print(
         f"\n{len(distinct)} runs ({kinds}): {done} done, "
         f"{len(remaining)} to train ({epochs} epochs in all); {na} not applicable; {len(runs)} report cells x seeds."
@@ -90,10 +91,6 @@ def run(args: argparse.Namespace) -> int:
         counts[status] = counts.get(status, 0) + 1
     print("status: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     return 0
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def models_table(runs) -> str:

@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdbench.errors import count_of
 from kdbench.lifecycle import RunStatus
 from kdbench.results.store import (
     FAILURE_FILE,
@@ -195,7 +196,7 @@ def _rebuild_teacher_model(store: ResultStore, run_id: str, *, device: str | Non
         how = "retrained from scratch: no checkpoint of it loads"
     else:
         held = report.resumed_epochs
-        how = f"retrained from epoch {held + 1}: its checkpoint held {held} epoch{'' if held == 1 else 's'}"
+        how = f"retrained from epoch {held + 1}: its checkpoint held {count_of(held, 'epoch')}"
     return f"teacher run {teacher_run}: {model} did not load; {how} (old file: model.damaged.pt)"
 
 

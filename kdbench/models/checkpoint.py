@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from kdbench.errors import first_line
 from kdbench.suite.teacher_files import file_sha256
 
 #: shown at most this many keys per list in an error message
@@ -119,7 +120,7 @@ def _read(path: Path) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several kinds for a file that is not a safe checkpoint
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]  # torch's first line says it
+        reason = first_line(error)  # torch's first line says it
         raise ValueError(
             f"{path}: cannot be read as a PyTorch checkpoint (only tensors, plain values and argparse options "
             f"are unpickled, for safety): {reason}"
